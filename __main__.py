@@ -1,0 +1,9 @@
+"""Pulumi entry point: read and validate the stack's config, build the platform, export its outputs."""
+
+import pulumi
+
+from stacks.config import config_from_pulumi
+from stacks.platform import build_platform
+
+for name, value in build_platform(config_from_pulumi()).items():
+    pulumi.export(name, value)

@@ -1,0 +1,74 @@
+"""GPU instance types the platform can run models on, with the facts sizing and cost need.
+
+Sources:
+- GPU model, count, memory per GPU (MiB, as EC2 DescribeInstanceTypes reports it), vCPU, RAM and the
+  node allocatable CPU/memory: Karpenter v1.14 docs, reference/instance-types.md (EC2 data, AL2023 defaults).
+- Local NVMe instance storage (GB): the EC2 accelerated-computing instance specifications pages.
+- us-west-2 Linux on-demand $/h: skypilot-catalog catalogs/v8/aws/vms.csv (g6.2xlarge and g6e.xlarge from
+  Karpenter's zz_generated.pricing_aws.go for us-east-1; every type checked in both regions was equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MIB = 1024**2
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class GpuInstance:
+    name: str
+    gpu_model: str
+    gpu_count: int
+    gpu_memory_mib: int
+    vcpu: int
+    memory_gib: int
+    allocatable_cpu_millicores: int
+    allocatable_memory_mib: int
+    nvme_gb: int
+    usd_per_hour: float
+
+    @property
+    def family(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def gpu_memory_bytes(self) -> int:
+        return self.gpu_memory_mib * MIB
+
+
+GPU_INSTANCES: Mapping[str, GpuInstance] = {
+    instance.name: instance
+    for instance in (
+        GpuInstance("g6.xlarge", "NVIDIA L4", 1, 22888, 4, 16, 3920, 14162, 250, 0.8048),
+        GpuInstance("g6.2xlarge", "NVIDIA L4", 1, 22888, 8, 32, 7910, 29317, 450, 0.9776),
+        GpuInstance("g6.12xlarge", "NVIDIA L4", 4, 22888, 48, 192, 47810, 178933, 3760, 4.6016),
+        GpuInstance("g6e.xlarge", "NVIDIA L40S", 1, 45776, 4, 32, 3920, 29317, 250, 1.861),
+        GpuInstance("g6e.12xlarge", "NVIDIA L40S", 4, 45776, 48, 384, 47810, 360157, 3800, 10.49264),
+        GpuInstance("g5.xlarge", "NVIDIA A10G", 1, 22888, 4, 16, 3920, 14162, 250, 1.006),
+        GpuInstance("g5.12xlarge", "NVIDIA A10G", 4, 22888, 48, 192, 47810, 173400, 3800, 5.672),
+        GpuInstance("p4d.24xlarge", "NVIDIA A100 40GB", 8, 40960, 96, 1152, 95690, 1082712, 8000, 21.95764),
+        GpuInstance("p5.48xlarge", "NVIDIA H100 80GB", 8, 81920, 192, 2048, 191450, 1938410, 30400, 55.04),
+    )
+}
+
+
+def family_members(instance: GpuInstance) -> tuple[str, ...]:
+    """Catalog types of the same family with the same GPU count, cheapest first (fallback capacity)."""
+    return tuple(
+        other.name
+        for other in sorted(GPU_INSTANCES.values(), key=lambda i: i.usd_per_hour)
+        if other.family == instance.family and other.gpu_count == instance.gpu_count
+    )
+
+
+# General-purpose types for the system node pool (Prometheus, Grafana, the chat app): 2 vCPU / 8 GiB,
+# current generations, us-west-2 Linux on-demand $/h from the same skypilot-catalog vms.csv.
+SYSTEM_INSTANCE_PRICES: Mapping[str, float] = {
+    "m6a.large": 0.0864,
+    "m6i.large": 0.096,
+    "m7i.large": 0.1008,
+    "m7a.large": 0.11592,
+}
