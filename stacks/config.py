@@ -155,6 +155,13 @@ MODEL_SIZE_KEYS = (
     "llm:modelHeadDim",
     "llm:modelContextLength",
 )
+KIND_NAMES: Mapping[Kind, str] = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list, e.g. [\"a\", \"b\"]",
+}
 CAPACITY_TYPES = ("spot", "on-demand")
 NAT_MODES = ("single", "perAz")
 SERVICE_TYPES = ("ClusterIP", "LoadBalancer")
@@ -251,7 +258,7 @@ class _Reader:
             return key.default
         parsed = _parse(key.kind, text)
         if parsed is _INVALID:
-            self._bad(name, text, f"a {key.kind}")
+            self._bad(name, text, KIND_NAMES[key.kind])
             return key.default
         return parsed
 
@@ -363,12 +370,12 @@ def load_config(
         except SizingError as error:
             read.errors.append(str(error))
         else:
-            if serving.gpus_total > max_gpus:
+            if serving.gpu_limit > max_gpus:
                 read._bad(
                     "llm:maxGpus",
                     max_gpus,
-                    f"at least {serving.gpus_total}, the GPUs {replicas} replica(s) of {model.id} "
-                    f"need on {instance.name}; or lower llm:replicas",
+                    f"at least {serving.gpu_limit}, the GPU node pool limit for {replicas} replica(s) of "
+                    f"{model.id} on {instance.name}; or lower llm:replicas",
                 )
             warnings.extend(serving.notes)
 

@@ -8,6 +8,7 @@ parent and inputs, and the outputs that later resources read come from `stacks.p
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +136,12 @@ def run_program(
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
     pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    # The platform logs config warnings through pulumi.log; the plan reports them itself.
+    quiet = logging.getLogger("selfhost.plan.engine")
+    quiet.propagate = False
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=quiet, monitor=monitor)
     pulumi.runtime.set_all_config(dict(config), secret_keys or [])
     holder: dict[str, Any] = {}
 

@@ -26,13 +26,16 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("stack", nargs="?", default="dev", help="stack name (Pulumi.STACK.yaml), default dev")
     parser.add_argument("--out", type=Path, help="output directory, default build/plan/STACK")
+    parser.add_argument(
+        "--project-dir", type=Path, default=PROJECT_DIR, help="directory holding Pulumi.yaml and the stack files"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    out: Path = args.out or PROJECT_DIR / "build" / "plan" / args.stack
+    out: Path = args.out or args.project_dir / "build" / "plan" / args.stack
     try:
-        result = plan_stack(args.stack)
+        result = plan_stack(args.stack, args.project_dir)
     except ConfigError as error:
         print(f"selfhost plan {args.stack}: the stack's config has {len(error.errors)} error(s):", file=sys.stderr)
         for message in error.errors:

@@ -1,0 +1,41 @@
+import pytest
+
+from stacks.config import load_config
+from stacks.cost import cost_items, total_usd_per_hour
+from stacks.plan import stack_config
+
+
+def items_of(stack: str) -> dict[str, float]:
+    config = load_config(stack_config(stack)[0], stack)
+    return {item.name: item.usd_per_hour for item in cost_items(config)}
+
+
+def test_dev_cost_per_hour():
+    items = items_of("dev")
+    # Karpenter on Fargate: 2 pods x (1 vCPU x $0.04048 + 2 GB x $0.004445) = 2 x $0.04937 = $0.09874.
+    assert items["Karpenter on Fargate"] == pytest.approx(0.09874)
+    # CoreDNS: 2 x (0.25 x $0.04048 + 0.5 x $0.004445) = 2 x $0.0123425 = $0.024685.
+    assert items["CoreDNS on Fargate"] == pytest.approx(0.024685)
+    # Root volumes: (1 GPU node + 1 system node) x 50 GiB x $0.08 / 730 h = $0.010959.
+    assert items["Node root volumes"] == pytest.approx(0.010959, abs=1e-6)
+    # 0.10 EKS + 0.045 NAT + 0.8048 g6.xlarge + 0.0864 m6a.large + 0.09874 + 0.024685 + 0.010959
+    # + 1/730 KMS (0.00137) = $1.17195/h.
+    assert sum(items.values()) == pytest.approx(1.17195, abs=1e-4)
+    assert "Prometheus volume" not in items
+
+
+def test_prod_cost_per_hour():
+    items = items_of("prod")
+    assert items["NAT gateways"] == pytest.approx(3 * 0.045)
+    assert items["GPU nodes"] == pytest.approx(2 * 0.8048)
+    # 100 GiB x $0.08 / 730 h.
+    assert items["Prometheus volume"] == pytest.approx(0.010959, abs=1e-6)
+    # 0.10 + 0.135 + 1.6096 + 0.0864 + 0.09874 + 0.024685 + 3 x 50 x 0.08 / 730 (0.016438) + 0.00137
+    # + 0.010959 = $2.08319/h.
+    config = load_config(stack_config("prod")[0], "prod")
+    assert total_usd_per_hour(cost_items(config)) == pytest.approx(2.08319, abs=1e-4)
+
+
+def test_extended_support_costs_six_times_more():
+    config = load_config({"cluster:version": "1.33", "cluster:supportType": "EXTENDED"}, "dev")
+    assert {i.name: i.usd_per_hour for i in cost_items(config)}["EKS control plane"] == 0.60
