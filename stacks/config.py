@@ -74,7 +74,7 @@ KEYS: tuple[Key, ...] = (
     Key("llm:hfToken", "string", None, "Hugging Face token; required for gated models.", secret=True),
     Key("llm:apiKey", "string", None, "API key clients must send; unset: one is generated.", secret=True),
     Key("llm:vllmImage", "string", VLLM_IMAGE, "vLLM OpenAI server image, pinned by tag."),
-    Key("llm:extraEngineArgs", "array", [], "Extra vLLM engine arguments, e.g. [\"--enforce-eager\"]."),
+    Key("llm:extraEngineArgs", "array", [], 'Extra vLLM engine arguments, e.g. ["--enforce-eager"].'),
     Key("llm:maxGpus", "integer", 8, "Ceiling on GPUs the GPU node pool may hold (cost guardrail)."),
     Key(
         "llm:serviceType",
@@ -89,7 +89,12 @@ KEYS: tuple[Key, ...] = (
         "With serviceType LoadBalancer: internal (VPC only) or internet-facing.",
     ),
     Key("llm:modelParameters", "number", None, "Parameters in billions, for a model outside the catalog."),
-    Key("llm:modelLayers", "integer", None, "Hidden layers (num_hidden_layers), for a model outside the catalog."),
+    Key(
+        "llm:modelLayers",
+        "integer",
+        None,
+        "Hidden layers (num_hidden_layers), for a model outside the catalog.",
+    ),
     Key(
         "llm:modelAttentionHeads",
         "integer",
@@ -109,10 +114,14 @@ KEYS: tuple[Key, ...] = (
         None,
         "Context length (max_position_embeddings), for a model outside the catalog.",
     ),
-    Key("llm:modelGated", "boolean", False, "Whether a model outside the catalog needs a Hugging Face token."),
+    Key(
+        "llm:modelGated", "boolean", False, "Whether a model outside the catalog needs a Hugging Face token."
+    ),
     Key("network:cidr", "string", "10.0.0.0/16", "VPC IPv4 CIDR block (/16 to /24)."),
     Key("network:azCount", "integer", 3, "Availability zones to spread subnets over (at least 2)."),
-    Key("network:natGateways", "string", "single", "NAT gateways: single (cheaper) or perAz (zone-resilient)."),
+    Key(
+        "network:natGateways", "string", "single", "NAT gateways: single (cheaper) or perAz (zone-resilient)."
+    ),
     Key("cluster:version", "string", DEFAULT_KUBERNETES_VERSION, "EKS Kubernetes version."),
     Key(
         "cluster:supportType",
@@ -126,7 +135,9 @@ KEYS: tuple[Key, ...] = (
         ["0.0.0.0/0"],
         "CIDRs allowed to reach the public API endpoint; [] makes the endpoint private only.",
     ),
-    Key("cluster:adminRoleArns", "array", [], "IAM role ARNs given cluster-admin through EKS access entries."),
+    Key(
+        "cluster:adminRoleArns", "array", [], "IAM role ARNs given cluster-admin through EKS access entries."
+    ),
     Key(
         "cluster:nodeAmiAlias",
         "string",
@@ -160,7 +171,7 @@ KIND_NAMES: Mapping[Kind, str] = {
     "integer": "a whole number",
     "number": "a number",
     "boolean": "true or false",
-    "array": "a list, e.g. [\"a\", \"b\"]",
+    "array": 'a list, e.g. ["a", "b"]',
 }
 CAPACITY_TYPES = ("spot", "on-demand")
 NAT_MODES = ("single", "perAz")
@@ -248,7 +259,7 @@ class _Reader:
         self.raw = raw
         self.errors: list[str] = []
 
-    def _bad(self, key: str, value: object, valid: str) -> None:
+    def bad(self, key: str, value: object, valid: str) -> None:
         self.errors.append(f"{key}: {value!r} is not valid; expected {valid}")
 
     def value(self, name: str) -> Any:
@@ -258,32 +269,36 @@ class _Reader:
             return key.default
         parsed = _parse(key.kind, text)
         if parsed is _INVALID:
-            self._bad(name, text, KIND_NAMES[key.kind])
+            self.bad(name, text, KIND_NAMES[key.kind])
             return key.default
         return parsed
 
     def choice(self, name: str, allowed: tuple[str, ...]) -> str:
         value = self.value(name)
         if value not in allowed:
-            self._bad(name, value, "one of " + ", ".join(allowed))
+            self.bad(name, value, "one of " + ", ".join(allowed))
             return KEYS_BY_NAME[name].default
         return value
 
     def integer(self, name: str, minimum: int, maximum: int | None = None) -> int:
+        value = self.optional_integer(name, minimum, maximum)
+        return KEYS_BY_NAME[name].default if value is None else value
+
+    def optional_integer(self, name: str, minimum: int, maximum: int | None = None) -> int | None:
         value = self.value(name)
         if value is None:
-            return value
+            return None
         upper = maximum if maximum is not None else math.inf
         if not minimum <= value <= upper:
             bound = f"from {minimum} to {maximum}" if maximum is not None else f"≥ {minimum}"
-            self._bad(name, value, f"a whole number {bound}")
+            self.bad(name, value, f"a whole number {bound}")
             return KEYS_BY_NAME[name].default
         return value
 
     def strings(self, name: str) -> tuple[str, ...]:
         value = self.value(name)
         if not all(isinstance(item, str) for item in value):
-            self._bad(name, value, "a list of strings")
+            self.bad(name, value, "a list of strings")
             return tuple(KEYS_BY_NAME[name].default)
         return tuple(value)
 
@@ -323,17 +338,18 @@ def load_config(
     for name in raw:
         namespace = name.split(":", 1)[0]
         if namespace in NAMESPACES and name not in KEYS_BY_NAME:
-            read.errors.append(f"{name}: unknown key; valid keys in {namespace}: are " + ", ".join(
-                key.name for key in KEYS if key.name.startswith(namespace + ":")
-            ))
+            read.errors.append(
+                f"{name}: unknown key; valid keys in {namespace}: are "
+                + ", ".join(key.name for key in KEYS if key.name.startswith(namespace + ":"))
+            )
 
     region = read.value("aws:region")
     model = _model(read)
     instance = _instance(read)
     replicas = read.integer("llm:replicas", 0)
-    max_model_len = read.integer("llm:maxModelLen", 1)
+    max_model_len = read.optional_integer("llm:maxModelLen", 1)
     if model is not None and max_model_len is not None and max_model_len > model.context_length:
-        read._bad(
+        read.bad(
             "llm:maxModelLen",
             max_model_len,
             f"at most {model.context_length}, the context length of {model.id}",
@@ -341,14 +357,14 @@ def load_config(
         max_model_len = None
     utilization = read.value("llm:gpuMemoryUtilization")
     if not 0 < utilization < 1:
-        read._bad("llm:gpuMemoryUtilization", utilization, "a number strictly between 0 and 1, e.g. 0.9")
+        read.bad("llm:gpuMemoryUtilization", utilization, "a number strictly between 0 and 1, e.g. 0.9")
         utilization = KEYS_BY_NAME["llm:gpuMemoryUtilization"].default
     capacity_types = read.strings("llm:capacityTypes")
     if not capacity_types or any(c not in CAPACITY_TYPES for c in capacity_types):
-        read._bad("llm:capacityTypes", list(capacity_types), 'a non-empty list of "spot" and/or "on-demand"')
+        read.bad("llm:capacityTypes", list(capacity_types), 'a non-empty list of "spot" and/or "on-demand"')
     vllm_image = read.value("llm:vllmImage")
     if ":" not in vllm_image.rsplit("/", 1)[-1] or vllm_image.endswith((":latest", ":nightly")):
-        read._bad("llm:vllmImage", vllm_image, "an image pinned by tag, e.g. " + VLLM_IMAGE)
+        read.bad("llm:vllmImage", vllm_image, "an image pinned by tag, e.g. " + VLLM_IMAGE)
     extra_args = read.strings("llm:extraEngineArgs")
     max_gpus = read.integer("llm:maxGpus", 1)
     service_type = read.choice("llm:serviceType", SERVICE_TYPES)
@@ -371,7 +387,7 @@ def load_config(
             read.errors.append(str(error))
         else:
             if serving.gpu_limit > max_gpus:
-                read._bad(
+                read.bad(
                     "llm:maxGpus",
                     max_gpus,
                     f"at least {serving.gpu_limit}, the GPU node pool limit for {replicas} replica(s) of "
@@ -416,27 +432,29 @@ def _model(read: _Reader) -> ModelSpec | None:
         return MODELS[model_id]
     missing = [key for key in MODEL_SIZE_KEYS if key not in read.raw]
     if missing:
-        read._bad(
+        read.bad(
             "llm:model",
             model_id,
-            "a catalog model (" + ", ".join(MODELS) + ") or a model whose size is given by setting "
+            "a catalog model ("
+            + ", ".join(MODELS)
+            + ") or a model whose size is given by setting "
             + ", ".join(missing),
         )
         return None
     sizes = {
         "parameters_b": read.value("llm:modelParameters"),
-        "layers": read.integer("llm:modelLayers", 1),
-        "attention_heads": read.integer("llm:modelAttentionHeads", 1),
-        "kv_heads": read.integer("llm:modelKvHeads", 1),
-        "head_dim": read.integer("llm:modelHeadDim", 1),
-        "context_length": read.integer("llm:modelContextLength", 1),
+        "layers": read.optional_integer("llm:modelLayers", 1),
+        "attention_heads": read.optional_integer("llm:modelAttentionHeads", 1),
+        "kv_heads": read.optional_integer("llm:modelKvHeads", 1),
+        "head_dim": read.optional_integer("llm:modelHeadDim", 1),
+        "context_length": read.optional_integer("llm:modelContextLength", 1),
     }
     if sizes["parameters_b"] is None or sizes["parameters_b"] <= 0:
-        read._bad("llm:modelParameters", sizes["parameters_b"], "a positive number of billions, e.g. 7.2")
+        read.bad("llm:modelParameters", sizes["parameters_b"], "a positive number of billions, e.g. 7.2")
     if any(value is None or value <= 0 for value in sizes.values()):
         return None
     if sizes["attention_heads"] % sizes["kv_heads"]:
-        read._bad(
+        read.bad(
             "llm:modelKvHeads",
             sizes["kv_heads"],
             f"a divisor of llm:modelAttentionHeads ({sizes['attention_heads']})",
@@ -454,7 +472,9 @@ def _model(read: _Reader) -> ModelSpec | None:
 def _instance(read: _Reader) -> GpuInstance | None:
     name = read.value("llm:instanceType")
     if name not in GPU_INSTANCES:
-        read._bad("llm:instanceType", name, "a GPU instance type from the catalog: " + ", ".join(GPU_INSTANCES))
+        read.bad(
+            "llm:instanceType", name, "a GPU instance type from the catalog: " + ", ".join(GPU_INSTANCES)
+        )
         return None
     return GPU_INSTANCES[name]
 
@@ -464,12 +484,12 @@ def _network(read: _Reader) -> NetworkSettings:
     try:
         network = ipaddress.IPv4Network(cidr)
     except ValueError:
-        read._bad("network:cidr", cidr, "an IPv4 network in CIDR form with host bits zero, e.g. 10.0.0.0/16")
+        read.bad("network:cidr", cidr, "an IPv4 network in CIDR form with host bits zero, e.g. 10.0.0.0/16")
     else:
         if not 16 <= network.prefixlen <= 24:
-            read._bad("network:cidr", cidr, "a prefix length from /16 to /24 (AWS VPC limits)")
+            read.bad("network:cidr", cidr, "a prefix length from /16 to /24 (AWS VPC limits)")
         elif not network.is_private:
-            read._bad("network:cidr", cidr, "a private range (RFC 1918), e.g. 10.0.0.0/16")
+            read.bad("network:cidr", cidr, "a private range (RFC 1918), e.g. 10.0.0.0/16")
     return NetworkSettings(
         cidr=cidr,
         az_count=read.integer("network:azCount", 2, 6),
@@ -483,23 +503,25 @@ def _cluster(read: _Reader, today: date, warnings: list[str]) -> ClusterSettings
     status = support_status(version, today)
     supported = ", ".join(v for v in EKS_VERSIONS if support_status(v, today) != "ended")
     if status in ("unknown", "ended"):
-        read._bad("cluster:version", version, f"a version EKS supports on {today.isoformat()}: {supported}")
+        read.bad("cluster:version", version, f"a version EKS supports on {today.isoformat()}: {supported}")
     elif status == "extended" and support_type != "EXTENDED":
-        read._bad(
+        read.bad(
             "cluster:version",
             version,
             f"a version in standard support ({', '.join(v for v in EKS_VERSIONS if support_status(v, today) == 'standard')}), "
             "or set cluster:supportType EXTENDED and pay $0.60/h instead of $0.10/h",
         )
     elif status == "extended":
-        warnings.append(f"cluster:version {version} is in EKS extended support: the control plane costs $0.60/h")
+        warnings.append(
+            f"cluster:version {version} is in EKS extended support: the control plane costs $0.60/h"
+        )
 
     cidrs = read.strings("cluster:publicAccessCidrs")
     for cidr in cidrs:
         try:
             ipaddress.IPv4Network(cidr)
         except ValueError:
-            read._bad("cluster:publicAccessCidrs", cidr, "IPv4 networks in CIDR form, e.g. 203.0.113.0/24")
+            read.bad("cluster:publicAccessCidrs", cidr, "IPv4 networks in CIDR form, e.g. 203.0.113.0/24")
     if "0.0.0.0/0" in cidrs:
         warnings.append(
             "cluster:publicAccessCidrs allows the whole internet to reach the API endpoint (IAM still "
@@ -508,10 +530,10 @@ def _cluster(read: _Reader, today: date, warnings: list[str]) -> ClusterSettings
     arns = read.strings("cluster:adminRoleArns")
     for arn in arns:
         if not ROLE_ARN.match(arn):
-            read._bad("cluster:adminRoleArns", arn, "IAM role ARNs, e.g. arn:aws:iam::123456789012:role/admin")
+            read.bad("cluster:adminRoleArns", arn, "IAM role ARNs, e.g. arn:aws:iam::123456789012:role/admin")
     alias = read.value("cluster:nodeAmiAlias")
     if not AMI_ALIAS.match(alias):
-        read._bad("cluster:nodeAmiAlias", alias, "al2023@latest or a pinned al2023@vYYYYMMDD")
+        read.bad("cluster:nodeAmiAlias", alias, "al2023@latest or a pinned al2023@vYYYYMMDD")
     return ClusterSettings(
         version=version,
         support_type=support_type,
@@ -525,7 +547,7 @@ def _cluster(read: _Reader, today: date, warnings: list[str]) -> ClusterSettings
 def _monitoring(read: _Reader) -> MonitoringSettings:
     retention = read.value("monitoring:retention")
     if not PROMETHEUS_DURATION.match(retention):
-        read._bad("monitoring:retention", retention, "a Prometheus duration such as 15d or 12h")
+        read.bad("monitoring:retention", retention, "a Prometheus duration such as 15d or 12h")
     return MonitoringSettings(
         retention=retention,
         persistence=read.value("monitoring:persistence"),

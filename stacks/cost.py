@@ -58,7 +58,9 @@ def cost_items(config: PlatformConfig) -> list[CostItem]:
             EKS_USD_PER_HOUR[config.cluster.support_type],
             f"{config.cluster.support_type.lower()} support",
         ),
-        CostItem("NAT gateways", nat_count * NAT_USD_PER_HOUR, f"{nat_count} x ${NAT_USD_PER_HOUR}/h, before data"),
+        CostItem(
+            "NAT gateways", nat_count * NAT_USD_PER_HOUR, f"{nat_count} x ${NAT_USD_PER_HOUR}/h, before data"
+        ),
         CostItem(
             "GPU nodes",
             plan.nodes * instance.usd_per_hour,

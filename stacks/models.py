@@ -32,32 +32,15 @@ class ModelSpec:
         return "-".join(part for part in label.split("-") if part)[:40].rstrip("-")
 
 
-def _hf(model_id: str) -> str:
-    return f"huggingface.co/{model_id}/blob/main/config.json"
-
+# id, parameters (billions), layers, attention heads, KV heads, head dim, context length, license, gated
+_CATALOG = (
+    ("mistralai/Mistral-7B-Instruct-v0.2", 7.24, 32, 32, 8, 128, 32768, "Apache-2.0", True),
+    ("meta-llama/Llama-3.1-8B-Instruct", 8.03, 32, 32, 8, 128, 131072, "Llama 3.1 Community", True),
+    ("meta-llama/Llama-3.1-70B-Instruct", 70.6, 80, 64, 8, 128, 131072, "Llama 3.1 Community", True),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", 46.7, 32, 32, 8, 128, 32768, "Apache-2.0", True),
+    ("Qwen/Qwen2.5-7B-Instruct", 7.62, 28, 28, 4, 128, 32768, "Apache-2.0", False),
+)
 
 MODELS: Mapping[str, ModelSpec] = {
-    model.id: model
-    for model in (
-        ModelSpec(
-            "mistralai/Mistral-7B-Instruct-v0.2", 7.24, 32, 32, 8, 128, 32768, "Apache-2.0", True,
-            _hf("mistralai/Mistral-7B-Instruct-v0.2"),
-        ),
-        ModelSpec(
-            "meta-llama/Llama-3.1-8B-Instruct", 8.03, 32, 32, 8, 128, 131072, "Llama 3.1 Community", True,
-            _hf("meta-llama/Llama-3.1-8B-Instruct"),
-        ),
-        ModelSpec(
-            "meta-llama/Llama-3.1-70B-Instruct", 70.6, 80, 64, 8, 128, 131072, "Llama 3.1 Community", True,
-            _hf("meta-llama/Llama-3.1-70B-Instruct"),
-        ),
-        ModelSpec(
-            "mistralai/Mixtral-8x7B-Instruct-v0.1", 46.7, 32, 32, 8, 128, 32768, "Apache-2.0", True,
-            _hf("mistralai/Mixtral-8x7B-Instruct-v0.1"),
-        ),
-        ModelSpec(
-            "Qwen/Qwen2.5-7B-Instruct", 7.62, 28, 28, 4, 128, 32768, "Apache-2.0", False,
-            _hf("Qwen/Qwen2.5-7B-Instruct"),
-        ),
-    )
+    row[0]: ModelSpec(*row, source=f"huggingface.co/{row[0]}/blob/main/config.json") for row in _CATALOG
 }

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import yaml
@@ -133,8 +133,11 @@ def run_program(
 
     mocks = PlanMocks()
     monitor = _RecordingMonitor(mocks)
-    SETTINGS.rpc_manager.clear()
-    SETTINGS.outputs.clear()
+    # The SDK keeps pending RPCs and outputs in module-level settings; a second plan in one process
+    # (the tests) must not wait on the first one's.
+    settings = cast(Any, SETTINGS)
+    settings.rpc_manager.clear()
+    settings.outputs.clear()
     pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
     # The platform logs config warnings through pulumi.log; the plan reports them itself.
     quiet = logging.getLogger("selfhost.plan.engine")

@@ -27,7 +27,10 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("stack", nargs="?", default="dev", help="stack name (Pulumi.STACK.yaml), default dev")
     parser.add_argument("--out", type=Path, help="output directory, default build/plan/STACK")
     parser.add_argument(
-        "--project-dir", type=Path, default=PROJECT_DIR, help="directory holding Pulumi.yaml and the stack files"
+        "--project-dir",
+        type=Path,
+        default=PROJECT_DIR,
+        help="directory holding Pulumi.yaml and the stack files",
     )
     parser.set_defaults(run=run)
 
@@ -37,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = plan_stack(args.stack, args.project_dir)
     except ConfigError as error:
-        print(f"selfhost plan {args.stack}: the stack's config has {len(error.errors)} error(s):", file=sys.stderr)
+        print(
+            f"selfhost plan {args.stack}: the stack's config has {len(error.errors)} error(s):",
+            file=sys.stderr,
+        )
         for message in error.errors:
             print(f"  - {message}", file=sys.stderr)
         return 2
@@ -90,10 +96,14 @@ def write_plan(result: PlanResult, out: Path) -> dict[str, Any]:
         if is_manifest(resource):
             manifest = {k: v for k, v in resource.inputs.items() if k in ("apiVersion", "kind", "metadata")}
             manifest.update({k: v for k, v in resource.inputs.items() if k not in manifest})
-            (out / "manifests" / manifest_filename(manifest)).write_text(yaml.safe_dump(manifest, sort_keys=False))
+            (out / "manifests" / manifest_filename(manifest)).write_text(
+                yaml.safe_dump(manifest, sort_keys=False)
+            )
         elif resource.type == HELM_RELEASE:
             name = resource.inputs.get("name") or resource.name
-            (out / "helm" / f"{name}.yaml").write_text(yaml.safe_dump(helm_release(resource), sort_keys=False))
+            (out / "helm" / f"{name}.yaml").write_text(
+                yaml.safe_dump(helm_release(resource), sort_keys=False)
+            )
     report = build_report(result)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(report_markdown(report))

@@ -92,7 +92,9 @@ def test_context_beyond_the_model_or_not_positive():
 def test_a_model_that_does_not_fit_names_instances_that_would():
     errors = errors_of({"llm:model": "meta-llama/Llama-3.1-70B-Instruct", "llm:instanceType": "g6.12xlarge"})
     assert len(errors) == 1
-    assert errors[0].startswith("llm:instanceType: 'g6.12xlarge' cannot hold meta-llama/Llama-3.1-70B-Instruct")
+    assert errors[0].startswith(
+        "llm:instanceType: 'g6.12xlarge' cannot hold meta-llama/Llama-3.1-70B-Instruct"
+    )
     assert "g6e.12xlarge" in errors[0]
 
 
