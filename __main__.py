@@ -5,5 +5,5 @@ import pulumi
 from stacks.config import config_from_pulumi
 from stacks.platform import build_platform
 
-for name, value in build_platform(config_from_pulumi()).items():
+for name, value in build_platform(config_from_pulumi(), deploying=not pulumi.runtime.is_dry_run()).items():
     pulumi.export(name, value)

@@ -6,9 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stacks import plan_command
+from chat import command as chat_command
+from stacks import automation_command, plan_command
 
-COMMANDS = (plan_command,)
+COMMANDS = (plan_command, automation_command, chat_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

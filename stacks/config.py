@@ -117,7 +117,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "llm:modelGated", "boolean", False, "Whether a model outside the catalog needs a Hugging Face token."
     ),
-    Key("network:cidr", "string", "10.0.0.0/16", "VPC IPv4 CIDR block (/16 to /24)."),
+    Key("network:cidr", "string", "10.0.0.0/16", "VPC IPv4 CIDR block (/16 to /20)."),
     Key("network:azCount", "integer", 3, "Availability zones to spread subnets over (at least 2)."),
     Key(
         "network:natGateways", "string", "single", "NAT gateways: single (cheaper) or perAz (zone-resilient)."
@@ -176,6 +176,18 @@ KIND_NAMES: Mapping[Kind, str] = {
 CAPACITY_TYPES = ("spot", "on-demand")
 NAT_MODES = ("single", "perAz")
 SERVICE_TYPES = ("ClusterIP", "LoadBalancer")
+# `vllm serve` flags the platform sets from the sizing plan and the credentials Secret: overriding them in
+# llm:extraEngineArgs would ask the engine for other GPUs than the pod gets, or put the API key in the pod spec.
+MANAGED_ENGINE_FLAGS = (
+    "--model",
+    "--served-model-name",
+    "--port",
+    "--tensor-parallel-size",
+    "-tp",
+    "--max-model-len",
+    "--gpu-memory-utilization",
+    "--api-key",
+)
 LOAD_BALANCER_SCHEMES = ("internal", "internet-facing")
 SUPPORT_TYPES = ("STANDARD", "EXTENDED")
 PROMETHEUS_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
@@ -366,6 +378,14 @@ def load_config(
     if ":" not in vllm_image.rsplit("/", 1)[-1] or vllm_image.endswith((":latest", ":nightly")):
         read.bad("llm:vllmImage", vllm_image, "an image pinned by tag, e.g. " + VLLM_IMAGE)
     extra_args = read.strings("llm:extraEngineArgs")
+    managed = [arg for arg in extra_args if arg.split("=", 1)[0] in MANAGED_ENGINE_FLAGS]
+    if managed:
+        read.bad(
+            "llm:extraEngineArgs",
+            managed,
+            "flags other than " + ", ".join(MANAGED_ENGINE_FLAGS) + " (set by llm:model, llm:maxModelLen, "
+            "llm:gpuMemoryUtilization, llm:instanceType and llm:apiKey)",
+        )
     max_gpus = read.integer("llm:maxGpus", 1)
     service_type = read.choice("llm:serviceType", SERVICE_TYPES)
     scheme = read.choice("llm:loadBalancerScheme", LOAD_BALANCER_SCHEMES)
@@ -486,8 +506,12 @@ def _network(read: _Reader) -> NetworkSettings:
     except ValueError:
         read.bad("network:cidr", cidr, "an IPv4 network in CIDR form with host bits zero, e.g. 10.0.0.0/16")
     else:
-        if not 16 <= network.prefixlen <= 24:
-            read.bad("network:cidr", cidr, "a prefix length from /16 to /24 (AWS VPC limits)")
+        # AWS allows /16 to /28 VPCs; from /21 on, the subnet layout (components/network.py) leaves too
+        # few addresses for pods (one VPC address each) and for load balancers in the public subnets.
+        if not 16 <= network.prefixlen <= 20:
+            read.bad(
+                "network:cidr", cidr, "a prefix length from /16 to /20, room for pods and load balancers"
+            )
         elif not network.is_private:
             read.bad("network:cidr", cidr, "a private range (RFC 1918), e.g. 10.0.0.0/16")
     return NetworkSettings(

@@ -13,6 +13,7 @@ import yaml
 
 from stacks.config import ConfigError
 from stacks.plan import PROJECT_DIR, PlanResult, RecordedResource, plan_stack
+from stacks.plan_diff import PlanDiffError, diff_markdown, diff_plans, read_plan
 from stacks.report import build_report, report_markdown
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -32,11 +33,22 @@ def add_parser(subcommands: Any) -> None:
         default=PROJECT_DIR,
         help="directory holding Pulumi.yaml and the stack files",
     )
+    parser.add_argument(
+        "--diff",
+        type=Path,
+        metavar="BASE_DIR",
+        help="also compare with the plan in BASE_DIR (e.g. the base branch's) and write OUT/diff.md",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out or args.project_dir / "build" / "plan" / args.stack
+    if args.diff is not None and args.diff.resolve() == out.resolve():
+        print(
+            f"selfhost plan: --diff {args.diff} is the output directory; pass another --out", file=sys.stderr
+        )
+        return 2
     try:
         result = plan_stack(args.stack, args.project_dir)
     except ConfigError as error:
@@ -52,6 +64,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     report = write_plan(result, out)
     print(summary(report, out))
+    if args.diff is not None:
+        try:
+            markdown = diff_markdown(diff_plans(read_plan(args.diff), read_plan(out)), str(args.diff))
+        except PlanDiffError as error:
+            print(f"selfhost plan: {error}", file=sys.stderr)
+            return 2
+        (out / "diff.md").write_text(markdown)
+        print(f"\n{markdown}")
     return 0
 
 

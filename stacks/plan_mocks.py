@@ -8,7 +8,9 @@ resource-reference output fails the whole program.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import string
 from typing import Any
 
 import pulumi
@@ -19,33 +21,56 @@ OIDC_ISSUER = f"oidc.eks.{REGION}.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAM
 
 
 def _kubeconfig(cluster: str) -> dict[str, Any]:
+    """The shape pulumi-eks generates (nodejs/eks/cluster/cluster.ts, generateKubeconfig)."""
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {
-                "name": cluster,
+                "name": "kubernetes",
                 "cluster": {
                     "server": f"https://EXAMPLE.gr7.{REGION}.eks.amazonaws.com",
                     "certificate-authority-data": "LS0tLS1CRUdJTg==",
                 },
             }
         ],
-        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": cluster}}],
-        "current-context": cluster,
+        "contexts": [{"name": "aws", "context": {"cluster": "kubernetes", "user": "aws"}}],
+        "current-context": "aws",
         "users": [
             {
-                "name": cluster,
+                "name": "aws",
                 "user": {
                     "exec": {
                         "apiVersion": "client.authentication.k8s.io/v1beta1",
                         "command": "aws",
-                        "args": ["eks", "get-token", "--cluster-name", cluster, "--output", "json"],
+                        "args": [
+                            "--region",
+                            REGION,
+                            "eks",
+                            "get-token",
+                            "--cluster-name",
+                            cluster,
+                            "--output",
+                            "json",
+                        ],
+                        "env": [
+                            {
+                                "name": "KUBERNETES_EXEC_INFO",
+                                "value": '{"apiVersion": "client.authentication.k8s.io/v1beta1"}',
+                            }
+                        ],
                     }
                 },
             }
         ],
     }
+
+
+def mock_random_password(name: str, length: int) -> str:
+    """A password as random.RandomPassword makes one (letters and digits), fixed per resource name so
+    tests can search the plan for it."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(alphabet[byte % len(alphabet)] for byte in hashlib.shake_256(name.encode()).digest(length))
 
 
 def _arn(service: str, resource: str, region: str = REGION) -> str:
@@ -63,9 +88,9 @@ def _eks_cluster(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         "oidcIssuer": OIDC_ISSUER,
         "clusterSecurityGroupId": "sg-0c1a2b3c4d5e6f701",
         "nodeSecurityGroupId": "sg-0c1a2b3c4d5e6f701",
-        "eksClusterName": cluster,
-        "clusterEndpoint": f"https://EXAMPLE.gr7.{REGION}.eks.amazonaws.com",
-        "clusterArn": _arn("eks", f"cluster/{cluster}"),
+        # The FargateProfile resource's id is "<cluster>:<profile name>".
+        "fargateProfileId": f"{cluster}:{name}-fargateProfile-0123abcd",
+        "fargateProfileStatus": "ACTIVE",
     }
 
 
@@ -96,16 +121,26 @@ class PlanMocks(pulumi.runtime.Mocks):
             outputs.update(_eks_cluster(args.name, args.inputs))
         elif args.typ.startswith("aws:"):
             outputs.update(_aws_outputs(args.typ, args.name, args.inputs))
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            # The provider marks `result` secret (additionalSecretOutputs); the mock monitor ignores that
+            # option, so the mock returns it as a secret itself.
+            password = mock_random_password(args.name, int(args.inputs.get("length", 16)))
+            outputs["result"] = pulumi.Output.secret(password)
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    # The SDK's mock monitor iterates the failures, so an invoke without failures returns [] (not None).
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{REGION}{zone}" for zone in "abcd"]
-            return {"names": names, "zoneIds": [f"usw2-az{i}" for i in range(1, 5)], "id": REGION}, None
+            return {"names": names, "zoneIds": [f"usw2-az{i}" for i in range(1, 5)], "id": REGION}, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/ci", "userId": "AIDA"}, None
+            return {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/ci",
+                "userId": "AIDA",
+            }, []
         if args.token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, None
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
         if args.token == "aws:index/getRegion:getRegion":
-            return {"name": REGION, "region": REGION, "id": REGION}, None
-        return {}, None
+            return {"name": REGION, "region": REGION, "id": REGION}, []
+        return {}, []

@@ -6,15 +6,115 @@ from typing import Any
 
 import pulumi
 
+from components.cluster import Cluster, ClusterArgs, update_kubeconfig_command
+from components.gpu import GpuSupport, GpuSupportArgs
+from components.karpenter import Karpenter, KarpenterArgs
+from components.monitoring import Monitoring, MonitoringArgs
+from components.network import Network, NetworkArgs
+from components.serving import ModelServer, ModelServerArgs, require_model_access
+from components.serving_manifests import serving_settings
 from stacks.config import PlatformConfig
 
+# The namespace the Karpenter controller runs in; the cluster gives it a Fargate profile.
+KARPENTER_NAMESPACE = "karpenter"
 
-def build_platform(config: PlatformConfig) -> dict[str, Any]:
+
+def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
+    """Register every component; `deploying` is true for `pulumi up`, false for a preview or the plan."""
     for warning in config.warnings:
         pulumi.log.warn(warning)
+    if deploying:
+        # A gated model without a Hugging Face token stops `pulumi up` here, before anything is built.
+        require_model_access(serving_settings(config.llm, config.serving))
+    network = Network(
+        "network",
+        NetworkArgs(
+            name=config.name, cluster_name=config.name, region=config.region, settings=config.network
+        ),
+    )
+    cluster = Cluster(
+        "cluster",
+        ClusterArgs(
+            name=config.name,
+            region=config.region,
+            settings=config.cluster,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            fargate_namespaces=(KARPENTER_NAMESPACE,),
+            # CoreDNS, the first pods, pull their images through the NAT routes.
+            depends_on=[network],
+        ),
+    )
+    karpenter = Karpenter(
+        "karpenter",
+        KarpenterArgs(
+            config=config,
+            cluster_name=cluster.name,
+            cluster_endpoint=cluster.endpoint,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_provider_url=cluster.oidc_provider_url,
+            provider=cluster.provider,
+            # The controller's pods run on the cluster's Fargate profile for KARPENTER_NAMESPACE.
+            depends_on=[cluster.eks],
+        ),
+    )
+    # Charts install once Karpenter runs and its NodePools exist, so their pods get nodes bought.
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            provider=cluster.provider,
+            settings=config.monitoring,
+            stack_name=config.name,
+            cluster_name=cluster.name,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_provider_url=cluster.oidc_provider_url,
+            depends_on=[karpenter],
+        ),
+    )
+    gpu = GpuSupport(
+        "gpu",
+        GpuSupportArgs(
+            provider=cluster.provider,
+            monitoring_release=monitoring.release,
+            dashboard_namespace=monitoring.namespace,
+            depends_on=[karpenter],
+        ),
+    )
+    model_server = ModelServer(
+        "model-server",
+        ModelServerArgs(
+            llm=config.llm,
+            plan=config.serving,
+            provider=cluster.provider,
+            node_pool=karpenter.gpu_node_pool_name,
+            # GPU pods need the NodePools to get a node and the device plugin to see its GPUs.
+            depends_on=[karpenter, gpu],
+            monitoring_depends_on=[monitoring.release],
+        ),
+    )
     return {
         "region": config.region,
+        "cluster_name": cluster.name,
+        "kubeconfig": cluster.kubeconfig,
+        "update_kubeconfig_command": cluster.name.apply(
+            lambda name: update_kubeconfig_command(config.region, name)
+        ),
+        "oidc_provider_arn": cluster.oidc_provider_arn,
+        "vpc_id": network.vpc_id,
+        "public_subnet_ids": network.public_subnet_ids,
+        "private_subnet_ids": network.private_subnet_ids,
+        "karpenter_node_role": karpenter.node_role_name,
+        "karpenter_interruption_queue": karpenter.interruption_queue_name,
+        "grafana_port_forward_command": monitoring.grafana_port_forward_command,
+        "grafana_admin_password": monitoring.grafana_admin_password,
+        "grafana_dashboards": [*gpu.dashboards, *model_server.dashboards],
         "model": config.llm.model.id,
         "max_model_len": config.serving.max_model_len,
         "tensor_parallel_size": config.serving.tensor_parallel_size,
+        "endpoint_service": model_server.endpoint_service,
+        "endpoint_port": model_server.endpoint_port,
+        "endpoint_url": model_server.in_cluster_url,
+        "port_forward_command": model_server.port_forward_command,
+        "api_key": model_server.api_key,
+        "chat_completion_curl": model_server.curl_command,
     }
