@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.irsa import service_account_trust_policy
 from components.karpenter_iam import (
     CONTROLLER_POLICIES,
     INTERRUPTION_RULES,
@@ -24,7 +25,6 @@ from components.karpenter_iam import (
     NODE_MANAGED_POLICIES,
     ControllerScope,
     aws_managed_policy_arn,
-    controller_trust_policy,
     interruption_queue_policy,
     node_trust_policy,
 )
@@ -181,7 +181,7 @@ class Karpenter(pulumi.ComponentResource):
         args = self._args
         trust = pulumi.Output.all(args.oidc_provider_arn, args.oidc_provider_url).apply(
             lambda values: json.dumps(
-                controller_trust_policy(values[0], values[1], NAMESPACE, SERVICE_ACCOUNT)
+                service_account_trust_policy(values[0], values[1], NAMESPACE, SERVICE_ACCOUNT)
             )
         )
         role = aws.iam.Role(

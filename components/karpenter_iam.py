@@ -52,33 +52,6 @@ class ControllerScope:
         return f"arn:{self.partition}:iam::{self.account_id}:instance-profile/*"
 
 
-def controller_trust_policy(
-    oidc_provider_arn: str, oidc_provider_url: str, namespace: str, service_account: str
-) -> PolicyDocument:
-    """IRSA: only the controller's ServiceAccount, with the STS audience, may assume the role.
-
-    Pod Identity is not an option: the controller runs on Fargate, which Pod Identity does not support
-    (EKS user guide, pod-identities).
-    """
-    issuer = oidc_provider_url.removeprefix("https://")
-    return {
-        "Version": VERSION,
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": oidc_provider_arn},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {
-                        f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                        f"{issuer}:aud": "sts.amazonaws.com",
-                    }
-                },
-            }
-        ],
-    }
-
-
 def node_trust_policy(dns_suffix: str) -> PolicyDocument:
     """EC2 instances assume the node role (upstream: Service `ec2.${AWS::URLSuffix}`)."""
     return {

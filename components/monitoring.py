@@ -21,6 +21,7 @@ import pulumi_random as random
 
 from components.grafana import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
 from components.helm_chart import HelmChart, release_args
+from components.irsa import service_account_trust_policy
 from components.karpenter_manifests import SYSTEM_POOL
 from stacks.config import MonitoringSettings
 
@@ -47,7 +48,7 @@ SYSTEM_NODE_SELECTOR = {"karpenter.sh/nodepool": SYSTEM_POOL}
 STORAGE_CLASS = "gp3-encrypted"
 EBS_CSI_ADDON = "aws-ebs-csi-driver"
 # The EKS add-on's controller runs as this ServiceAccount (EKS user guide, csi-iam-role).
-EBS_CSI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 # Prometheus counts blocks, WAL and chunks against retentionSize; the rest of the volume is headroom for
 # compaction, which writes a new block before deleting the old ones.
 RETENTION_SIZE_SHARE = 0.85
@@ -153,27 +154,6 @@ def gp3_storage_class(stack_name: str) -> dict[str, Any]:
     }
 
 
-def ebs_csi_trust_policy(oidc_provider_arn: str, oidc_provider_url: str) -> dict[str, Any]:
-    """IRSA trust: only the EBS CSI controller's ServiceAccount, through the cluster's OIDC provider."""
-    issuer = oidc_provider_url.removeprefix("https://")
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": oidc_provider_arn},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {
-                        f"{issuer}:sub": EBS_CSI_SERVICE_ACCOUNT,
-                        f"{issuer}:aud": "sts.amazonaws.com",
-                    }
-                },
-            }
-        ],
-    }
-
-
 def ebs_csi_policy_arn(oidc_provider_arn: str) -> str:
     """The AWS managed policy for the driver, in the cluster's partition (the OIDC provider ARN's)."""
     partition = oidc_provider_arn.split(":")[1]
@@ -265,7 +245,9 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-ebs-csi-role",
             name=f"{args.stack_name}-ebs-csi",
             assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_provider_url).apply(
-                lambda arn_and_url: json.dumps(ebs_csi_trust_policy(arn_and_url[0], arn_and_url[1]))
+                lambda arn_and_url: json.dumps(
+                    service_account_trust_policy(arn_and_url[0], arn_and_url[1], *EBS_CSI_SERVICE_ACCOUNT)
+                )
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -142,7 +142,7 @@ KEYS: tuple[Key, ...] = (
         "cluster:nodeAmiAlias",
         "string",
         "al2023@latest",
-        "Karpenter AMI alias for nodes; pin a version (al2023@v20251117) for production.",
+        "Karpenter AMI alias for nodes; pin a version (al2023@v20260728) for production.",
     ),
     Key("cluster:nodeRootVolumeGiB", "integer", 50, "Encrypted gp3 root volume per node, GiB (OS only)."),
     Key("monitoring:retention", "string", "15d", "Prometheus retention (a Prometheus duration)."),

@@ -3,7 +3,9 @@
 Sources:
 - EKS control plane: $0.10/h in standard support, $0.60/h in extended support (AWS Containers blog,
   "Amazon EKS extended support for Kubernetes versions pricing").
-- NAT gateway: $0.045/h plus $0.045/GB processed in US West (Oregon) (AWS VPC pricing).
+- NAT gateway: $0.045/h plus $0.045/GB processed in US West (Oregon) (AWS VPC pricing), and its Elastic IP
+  $0.005/h like every public IPv4 address since February 2024 (AWS News Blog, "New AWS Public IPv4 Address
+  Charge").
 - Fargate Linux/x86: $0.04048 per vCPU-hour, $0.004445 per GB-hour; each pod gets its request plus
   256 MB, rounded up to the next Fargate size (EKS user guide, fargate-pod-configuration).
 - EBS gp3: $0.08 per GB-month (AWS EBS pricing, us-west-2), 730 hours a month.
@@ -20,6 +22,7 @@ from stacks.instances import SYSTEM_INSTANCE_PRICES
 HOURS_PER_MONTH = 730
 EKS_USD_PER_HOUR = {"STANDARD": 0.10, "EXTENDED": 0.60}
 NAT_USD_PER_HOUR = 0.045
+PUBLIC_IPV4_USD_PER_HOUR = 0.005
 FARGATE_USD_PER_VCPU_HOUR = 0.04048
 FARGATE_USD_PER_GB_HOUR = 0.004445
 GP3_USD_PER_GB_MONTH = 0.08
@@ -59,7 +62,9 @@ def cost_items(config: PlatformConfig) -> list[CostItem]:
             f"{config.cluster.support_type.lower()} support",
         ),
         CostItem(
-            "NAT gateways", nat_count * NAT_USD_PER_HOUR, f"{nat_count} x ${NAT_USD_PER_HOUR}/h, before data"
+            "NAT gateways",
+            nat_count * (NAT_USD_PER_HOUR + PUBLIC_IPV4_USD_PER_HOUR),
+            f"{nat_count} x (${NAT_USD_PER_HOUR}/h + ${PUBLIC_IPV4_USD_PER_HOUR}/h public IPv4), before data",
         ),
         CostItem(
             "GPU nodes",

@@ -75,7 +75,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     type=request.type,
                     name=request.name,
                     parent=None if parent == f"{PROJECT}-{pulumi.get_stack()}" else parent,
-                    inputs=redact(inputs),
+                    inputs=recorded_value(inputs),
                     dependencies=tuple(urn.rsplit("::", 1)[-1] for urn in request.dependencies),
                     custom=bool(request.custom),
                 )
@@ -83,14 +83,19 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResource(request)
 
 
-def redact(value: Any) -> Any:
-    """Replace every secret in a deserialized property tree by the marker."""
+def recorded_value(value: Any) -> Any:
+    """A deserialized property tree as the plan shows it: secrets masked, whole numbers as integers.
+
+    The engine carries every number as a double, so `replicas: 2` arrives as 2.0.
+    """
     if isinstance(value, Mapping):
         if value.get(_special_sig_key) == _special_secret_sig:
             return SECRET
-        return {key: redact(item) for key, item in value.items()}
+        return {key: recorded_value(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [redact(item) for item in value]
+        return [recorded_value(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 

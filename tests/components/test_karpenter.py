@@ -14,12 +14,12 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
+from components.irsa import service_account_trust_policy
 from components.karpenter import Karpenter, KarpenterArgs
 from components.karpenter_iam import (
     CONTROLLER_POLICIES,
     UPSTREAM_CONTROLLER_POLICIES,
     ControllerScope,
-    controller_trust_policy,
     interruption_queue_policy,
 )
 from components.karpenter_manifests import CHART, CRD_CHART, KARPENTER_VERSION, gpu_instance_types
@@ -159,7 +159,7 @@ def test_the_chart_creates_the_service_account_the_trust_names(dev_plan):
 
 
 def test_trust_condition_strips_only_the_scheme():
-    document = controller_trust_policy(
+    document = service_account_trust_policy(
         "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC",
         "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
         "ns",

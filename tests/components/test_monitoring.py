@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.grafana import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
+from components.irsa import service_account_trust_policy
 from components.monitoring import (
     GRAFANA_ADMIN_SECRET,
     GRAFANA_PASSWORD_KEY,
@@ -21,7 +22,6 @@ from components.monitoring import (
     Monitoring,
     MonitoringArgs,
     ebs_csi_policy_arn,
-    ebs_csi_trust_policy,
     gp3_storage_class,
     kube_prometheus_stack_values,
 )
@@ -168,7 +168,7 @@ def test_dashboard_sidecar_watches_the_label_components_use_in_every_namespace(r
 
 
 def test_ebs_csi_trust_policy_admits_only_the_controller_service_account():
-    policy = ebs_csi_trust_policy(OIDC_ARN, OIDC_URL)
+    policy = service_account_trust_policy(OIDC_ARN, OIDC_URL, "kube-system", "ebs-csi-controller-sa")
     [statement] = policy["Statement"]
     assert statement["Principal"] == {"Federated": OIDC_ARN}
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
@@ -240,7 +240,9 @@ def test_no_ebs_resources_without_persistence(ephemeral_plan: PlanResult):
 def test_persistence_adds_the_ebs_csi_addon_with_its_irsa_role(persistent_plan: PlanResult):
     role = only(persistent_plan, "aws:iam/role:Role")
     assert role.inputs["name"] == "llm-test-ebs-csi"
-    assert json.loads(role.inputs["assumeRolePolicy"]) == ebs_csi_trust_policy(OIDC_ARN, OIDC_URL)
+    assert json.loads(role.inputs["assumeRolePolicy"]) == service_account_trust_policy(
+        OIDC_ARN, OIDC_URL, "kube-system", "ebs-csi-controller-sa"
+    )
     attachment = only(persistent_plan, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert attachment.inputs == {
         "role": "llm-test-ebs-csi",

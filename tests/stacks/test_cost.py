@@ -18,22 +18,24 @@ def test_dev_cost_per_hour():
     assert items["CoreDNS on Fargate"] == pytest.approx(0.024685)
     # Root volumes: (1 GPU node + 1 system node) x 50 GiB x $0.08 / 730 h = $0.010959.
     assert items["Node root volumes"] == pytest.approx(0.010959, abs=1e-6)
-    # 0.10 EKS + 0.045 NAT + 0.8048 g6.xlarge + 0.0864 m6a.large + 0.09874 + 0.024685 + 0.010959
-    # + 1/730 KMS (0.00137) = $1.17195/h.
-    assert sum(items.values()) == pytest.approx(1.17195, abs=1e-4)
+    # One NAT gateway: $0.045/h plus $0.005/h for its public IPv4 address.
+    assert items["NAT gateways"] == pytest.approx(0.05)
+    # 0.10 EKS + 0.05 NAT + 0.8048 g6.xlarge + 0.0864 m6a.large + 0.09874 + 0.024685 + 0.010959
+    # + 1/730 KMS (0.00137) = $1.17695/h.
+    assert sum(items.values()) == pytest.approx(1.17695, abs=1e-4)
     assert "Prometheus volume" not in items
 
 
 def test_prod_cost_per_hour():
     items = items_of("prod")
-    assert items["NAT gateways"] == pytest.approx(3 * 0.045)
+    assert items["NAT gateways"] == pytest.approx(3 * (0.045 + 0.005))
     assert items["GPU nodes"] == pytest.approx(2 * 0.8048)
     # 100 GiB x $0.08 / 730 h.
     assert items["Prometheus volume"] == pytest.approx(0.010959, abs=1e-6)
-    # 0.10 + 0.135 + 1.6096 + 0.0864 + 0.09874 + 0.024685 + 3 x 50 x 0.08 / 730 (0.016438) + 0.00137
-    # + 0.010959 = $2.08319/h.
+    # 0.10 + 0.15 + 1.6096 + 0.0864 + 0.09874 + 0.024685 + 3 x 50 x 0.08 / 730 (0.016438) + 0.00137
+    # + 0.010959 = $2.09819/h.
     config = load_config(stack_config("prod")[0], "prod")
-    assert total_usd_per_hour(cost_items(config)) == pytest.approx(2.08319, abs=1e-4)
+    assert total_usd_per_hour(cost_items(config)) == pytest.approx(2.09819, abs=1e-4)
 
 
 def test_extended_support_costs_six_times_more():

@@ -35,14 +35,14 @@ def two_plans(tmp_path_factory) -> tuple[Path, Path]:
 def test_real_plans_differ_in_cost_by_the_hand_calculated_amount(two_plans):
     diff = diff_plans(read_plan(two_plans[0]), read_plan(two_plans[1]))
     items = {item.name: (item.old, item.new) for item in diff.cost_items}
-    # NAT: 1 x $0.045 -> 3 x $0.045. GPU nodes: 1 -> 2 g6.xlarge at $0.8048. Root volumes: (GPU nodes + 1 system
+    # NAT: 1 x ($0.045 + $0.005 IPv4) -> 3 x $0.05. GPU nodes: 1 -> 2 g6.xlarge at $0.8048. Root volumes: (GPU nodes + 1 system
     # node) x 50 GiB x $0.08 / 730 h = 2 x 0.005479 -> 3 x 0.005479 (0.010959 -> 0.016438).
-    assert items["NAT gateways"] == (pytest.approx(0.045), pytest.approx(0.135))
+    assert items["NAT gateways"] == (pytest.approx(0.05), pytest.approx(0.15))
     assert items["GPU nodes"] == (pytest.approx(0.8048), pytest.approx(1.6096))
     assert items["Node root volumes"] == (pytest.approx(0.011, abs=1e-4), pytest.approx(0.0164, abs=1e-4))
     assert set(items) == {"NAT gateways", "GPU nodes", "Node root volumes"}
-    # 0.09 + 0.8048 + 0.005479 = 0.900279, from totals rounded to 4 places.
-    assert diff.cost_after - diff.cost_before == pytest.approx(0.9003, abs=2e-4)
+    # 0.10 + 0.8048 + 0.005479 = 0.910279, from totals rounded to 4 places.
+    assert diff.cost_after - diff.cost_before == pytest.approx(0.9103, abs=2e-4)
 
 
 def test_real_plans_differ_by_two_nat_gateways_and_their_routes(two_plans):
@@ -71,8 +71,10 @@ def test_markdown_of_real_plans_shows_cost_and_resources(two_plans):
     diff = diff_plans(read_plan(two_plans[0]), read_plan(two_plans[1]))
     markdown = diff_markdown(diff, "build/base")
     assert "### Offline plan diff of stack `dev`" in markdown
-    assert "$1.1720/h → $2.0722/h" in markdown
-    assert "| NAT gateways | 0.0450 | 0.1350 | +$0.0900 |" in markdown
+    # dev: 0.10 + 0.05 + 0.8048 + 0.0864 + 0.09874 + 0.024685 + 0.010959 + 0.00137 = 1.17695 -> 1.1770;
+    # the PR adds 0.910279 -> 2.08723 -> 2.0872.
+    assert "$1.1770/h → $2.0872/h" in markdown
+    assert "| NAT gateways | 0.0500 | 0.1500 | +$0.1000 |" in markdown
     assert "on 1 x g6.xlarge → mistralai/Mistral-7B-Instruct-v0.2 on 2 x g6.xlarge" in markdown
     assert "#### Added" in markdown and "#### Changed" in markdown and "#### Removed" not in markdown
     assert "| `natGatewayId` |" in markdown
@@ -91,7 +93,7 @@ def test_cli_writes_diff_md_and_prints_it(two_plans, tmp_path, capsys):
     assert main(["plan", "dev", "--out", str(tmp_path / "new"), "--diff", str(two_plans[1])]) == 0
     written = (tmp_path / "new" / "diff.md").read_text()
     # The committed dev stack against the PR plan: the PR's 3 NAT gateways and 2 replicas go away again.
-    assert "$2.0722/h → $1.1720/h" in written
+    assert "$2.0872/h → $1.1770/h" in written
     assert "#### Removed" in written
     assert written in capsys.readouterr().out
 
