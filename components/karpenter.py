@@ -2,7 +2,7 @@
 
 The controller runs on Fargate (namespace `karpenter`), so no node has to exist before it, and it
 authenticates through IRSA. It launches nodes from two pools: `gpu` for the model server and `system` for
-everything else that needs a node (monitoring, the chat app). An SQS queue fed by EventBridge tells it of
+everything else that needs a node (monitoring). An SQS queue fed by EventBridge tells it of
 spot interruptions and scheduled maintenance so it can drain a node before EC2 takes it.
 """
 

@@ -237,7 +237,7 @@ def system_node_pool() -> Manifest:
             },
             "limits": SYSTEM_POOL_LIMITS,
             "disruption": {
-                # Monitoring and the chat app restart in seconds, so consolidating onto fewer or cheaper
+                # Monitoring workloads restart in seconds, so consolidating onto fewer or cheaper
                 # nodes (on-demand back to spot) is worth it.
                 "consolidationPolicy": "WhenEmptyOrUnderutilized",
                 "consolidateAfter": "5m",

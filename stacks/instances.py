@@ -64,7 +64,7 @@ def family_members(instance: GpuInstance) -> tuple[str, ...]:
     )
 
 
-# General-purpose types for the system node pool (Prometheus, Grafana, the chat app): 2 vCPU / 8 GiB,
+# General-purpose types for the system node pool (Prometheus, Grafana, kube-state-metrics): 2 vCPU / 8 GiB,
 # current generations, us-west-2 Linux on-demand $/h from the same skypilot-catalog vms.csv.
 SYSTEM_INSTANCE_PRICES: Mapping[str, float] = {
     "m6a.large": 0.0864,
