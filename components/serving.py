@@ -41,8 +41,11 @@ from stacks.sizing import ServingPlan
 API_KEY_LENGTH = 48
 
 
-class ModelAccessError(Exception):
-    """The model cannot be downloaded as configured; raised by `pulumi up` before anything is created."""
+class ModelAccessError(pulumi.RunError):
+    """The model cannot be downloaded as configured; raised by `pulumi up` before anything is created.
+
+    A RunError, so Pulumi prints the message without a Python stack trace.
+    """
 
 
 def require_model_access(settings: ServingSettings) -> None:

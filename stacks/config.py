@@ -192,11 +192,15 @@ LOAD_BALANCER_SCHEMES = ("internal", "internet-facing")
 SUPPORT_TYPES = ("STANDARD", "EXTENDED")
 PROMETHEUS_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 AMI_ALIAS = re.compile(r"^al2023@(latest|v\d{8})$")
+AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 
 
-class ConfigError(Exception):
-    """Every problem found in a stack's config; each message names the key, the value and what is valid."""
+class ConfigError(pulumi.RunError):
+    """Every problem found in a stack's config; each message names the key, the value and what is valid.
+
+    A RunError, so `pulumi up` and `preview` print the messages without a Python stack trace.
+    """
 
     def __init__(self, errors: list[str]):
         self.errors = errors
@@ -356,6 +360,8 @@ def load_config(
             )
 
     region = read.value("aws:region")
+    if not AWS_REGION.match(region):
+        read.bad("aws:region", region, "an AWS region code such as us-west-2")
     model = _model(read)
     instance = _instance(read)
     replicas = read.integer("llm:replicas", 0)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from stacks.config import PlatformConfig
 from stacks.instances import SYSTEM_INSTANCE_PRICES
 
+# Every price in the catalogs and here is a us-west-2 list price.
+PRICE_REGION = "us-west-2"
 HOURS_PER_MONTH = 730
 EKS_USD_PER_HOUR = {"STANDARD": 0.10, "EXTENDED": 0.60}
 NAT_USD_PER_HOUR = 0.045

@@ -6,8 +6,14 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-from stacks.cost import cost_items, total_usd_per_hour
+from stacks.cost import PRICE_REGION, cost_items, total_usd_per_hour
 from stacks.plan import PlanResult
+
+
+def price_region_warning(region: str) -> list[str]:
+    if region == PRICE_REGION:
+        return []
+    return [f"costs are {PRICE_REGION} list prices; prices in {region} may differ"]
 
 
 def build_report(result: PlanResult) -> dict[str, Any]:
@@ -29,7 +35,7 @@ def build_report(result: PlanResult) -> dict[str, Any]:
             ],
         },
         "resources": {"total": len(result.resources), "by_type": dict(sorted(counts.items()))},
-        "warnings": list(config.warnings),
+        "warnings": [*config.warnings, *price_region_warning(config.region)],
     }
 
 

@@ -167,3 +167,10 @@ def test_image_must_be_pinned():
 def test_secret_keys_are_declared_secret():
     secret = {key.name for key in KEYS if key.secret}
     assert secret == {"llm:hfToken", "llm:apiKey"}
+
+
+def test_region_must_be_a_region_code():
+    assert errors_of({"aws:region": "Oregon"}) == [
+        "aws:region: 'Oregon' is not valid; expected an AWS region code such as us-west-2"
+    ]
+    assert load({"aws:region": "eu-central-1"}).region == "eu-central-1"
