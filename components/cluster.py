@@ -116,6 +116,8 @@ class ClusterArgs:
     private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     # Namespaces whose pods run on Fargate (Karpenter's); CoreDNS is always added.
     fargate_namespaces: Sequence[str]
+    # The AWS CLI profile `aws eks get-token` must use; None: the default credential chain.
+    aws_profile: str | None = None
     # Resources the control plane waits for, e.g. the network's NAT routes that CoreDNS needs to pull images.
     depends_on: Sequence[pulumi.Resource] = ()
 
@@ -241,6 +243,11 @@ class Cluster(pulumi.ComponentResource):
             # pulumi-eks's own node group would not admit traffic from Fargate pods.
             skip_default_security_groups=True,
             create_oidc_provider=True,
+            # The kubeconfig (and so the Kubernetes provider) runs `aws eks get-token`; without the profile
+            # in it, a stack that names its credentials by aws:profile would authenticate as someone else.
+            provider_credential_opts=(
+                eks.KubeconfigOptionsArgs(profile_name=args.aws_profile) if args.aws_profile else None
+            ),
             encryption_config_key_arn=secrets_key.arn,
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
             # pulumi-eks creates one profile from this and installs the CoreDNS add-on with computeType

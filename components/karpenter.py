@@ -50,6 +50,8 @@ from stacks.config import PlatformConfig
 QUEUE_RETENTION_SECONDS = 300
 # Helm waits for both controller pods; each needs a Fargate node, which takes a minute or two to start.
 RELEASE_TIMEOUT_SECONDS = 600
+# Deleting a node class waits for its nodes to drain; a system node may take its 15-minute grace period.
+NODE_CLASS_DELETE_TIMEOUT = "30m"
 
 
 @dataclass
@@ -269,7 +271,14 @@ class Karpenter(pulumi.ComponentResource):
                 # The name is the pool's, known before the role and cluster names the spec embeds.
                 metadata={"name": pool},
                 spec=node_class.apply(lambda m: m["spec"]),
-                opts=self._kubernetes_child(self.release, self.crd_release, access_entry),
+                opts=pulumi.ResourceOptions.merge(
+                    self._kubernetes_child(self.release, self.crd_release, access_entry),
+                    # Its finalizer holds the deletion until every node of the class is drained and
+                    # terminated, up to the system pool's 15-minute termination grace period.
+                    pulumi.ResourceOptions(
+                        custom_timeouts=pulumi.CustomTimeouts(delete=NODE_CLASS_DELETE_TIMEOUT)
+                    ),
+                ),
             )
             pool_manifest = pools[pool]
             created_pool = k8s.apiextensions.CustomResource(

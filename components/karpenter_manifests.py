@@ -44,6 +44,9 @@ ROOT_DEVICE = "/dev/xvda"
 # Nodes are recycled after 30 days (the CRD default, stated so the choice is visible): a fresh node picks
 # up the node class's current AMI and clears whatever a long-lived host accumulates.
 EXPIRE_AFTER = "720h"
+# Longer than Prometheus' own termination grace (600 s, the prometheus-operator default), shorter than the time
+# Pulumi waits for a node class to be deleted (NODE_CLASS_DELETE_TIMEOUT in the component).
+SYSTEM_TERMINATION_GRACE_PERIOD = "15m"
 # Upper bound of the system pool: 4 nodes of the 2 vCPU / 8 GiB types it may use.
 SYSTEM_POOL_LIMITS = {"cpu": "8", "memory": "32Gi"}
 
@@ -233,6 +236,10 @@ def system_node_pool() -> Manifest:
                         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
                     ],
                     "expireAfter": EXPIRE_AFTER,
+                    # A draining node waits for its volumes to detach. At `pulumi destroy` the EBS CSI
+                    # driver may be gone before Prometheus' volume detaches; without a bound Karpenter
+                    # would keep that node, and the node class deletion would wait for it forever.
+                    "terminationGracePeriod": SYSTEM_TERMINATION_GRACE_PERIOD,
                 },
             },
             "limits": SYSTEM_POOL_LIMITS,

@@ -29,6 +29,10 @@ PUBLIC_ELB_TAG = "kubernetes.io/role/elb"
 INTERNAL_ELB_TAG = "kubernetes.io/role/internal-elb"
 # Karpenter's EC2NodeClass selects subnets and security groups by this tag (Karpenter getting-started guide).
 DISCOVERY_TAG = "karpenter.sh/discovery"
+# Zones where EKS refuses a cluster's subnets (EKS user guide, "View Amazon EKS networking requirements for VPC
+# and subnets": disallowed Availability Zone IDs). Zone names map to different zone IDs in each account, so
+# us-east-1a may be use1-az3 in one account and not in another: the check has to be on the ID.
+EKS_UNSUPPORTED_ZONE_IDS = frozenset({"use1-az3", "usw1-az2", "cac1-az3"})
 
 
 @dataclass(frozen=True)
@@ -51,13 +55,19 @@ def subnet_cidrs(vpc_cidr: str, az_count: int) -> list[ZoneSubnets]:
     return [ZoneSubnets(public=str(public[zone]), private=str(blocks[zone])) for zone in range(az_count)]
 
 
-def pick_zones(available: Sequence[str], az_count: int) -> list[str]:
-    """The first `az_count` zones the account can use, or an error that says how many there are."""
+def pick_zones(names: Sequence[str], zone_ids: Sequence[str], az_count: int) -> list[str]:
+    """The first `az_count` zones the account can use for EKS, or an error that says how many there are.
+
+    `names` and `zone_ids` are the region's zones in the same order, as the availability zones data source
+    returns them."""
+    available = [
+        name for name, zone_id in zip(names, zone_ids, strict=True) if zone_id not in EKS_UNSUPPORTED_ZONE_IDS
+    ]
     if len(available) < az_count:
         raise ValueError(
             f"network:azCount is {az_count} but the region has {len(available)} usable zones: {', '.join(available)}"
         )
-    return list(available[:az_count])
+    return available[:az_count]
 
 
 def nat_gateway_count(mode: str, az_count: int) -> int:
@@ -104,7 +114,7 @@ class Network(pulumi.ComponentResource):
                 aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])
             ],
             opts=pulumi.InvokeOutputOptions(parent=self),
-        ).names.apply(lambda names: pick_zones(names, args.settings.az_count))
+        ).apply(lambda zones: pick_zones(zones.names, zones.zone_ids, args.settings.az_count))
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=args.settings.cidr,

@@ -43,6 +43,12 @@ DEFAULT_KUBERNETES_VERSION = "1.35"
 
 KEYS: tuple[Key, ...] = (
     Key("aws:region", "string", "us-west-2", "AWS region for every resource."),
+    Key(
+        "aws:profile",
+        "string",
+        None,
+        "AWS CLI profile for Pulumi and the cluster's kubeconfig; unset: the default credential chain.",
+    ),
     Key("llm:model", "string", DEFAULT_MODEL, "Hugging Face model id served by vLLM."),
     Key("llm:instanceType", "string", "g6.xlarge", "EC2 GPU instance type for model nodes."),
     Key(
@@ -194,6 +200,13 @@ PROMETHEUS_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 AMI_ALIAS = re.compile(r"^al2023@(latest|v\d{8})$")
 AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+# The stack name is part of every AWS name (PlatformConfig.name). The longest auto-named one is the Karpenter
+# controller's IAM role, "llm-<stack>-karpenter-controller-role" plus the "-" and 7 random characters Pulumi
+# appends, and IAM role names hold 64 characters: 64 - 8 - 4 - 26 leaves 26 for the stack. Pulumi stack names
+# may also contain ".", which neither an EKS cluster name nor an SQS queue name (the interruption queue is
+# named after the cluster) accepts.
+MAX_STACK_NAME_LENGTH = 26
+STACK_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfigError(pulumi.RunError):
@@ -255,6 +268,7 @@ class PlatformConfig:
 
     stack: str
     region: str
+    aws_profile: str | None
     llm: LlmSettings
     network: NetworkSettings
     cluster: ClusterSettings
@@ -351,6 +365,11 @@ def load_config(
     read = _Reader(raw)
     warnings: list[str] = []
 
+    if not STACK_NAME.fullmatch(stack) or len(stack) > MAX_STACK_NAME_LENGTH:
+        read.errors.append(
+            f"stack name {stack!r} is not valid; expected at most {MAX_STACK_NAME_LENGTH} letters, digits, "
+            f"'-' or '_' (AWS names such as the IAM role llm-{stack}-karpenter-controller-role contain it)"
+        )
     for name in raw:
         namespace = name.split(":", 1)[0]
         if namespace in NAMESPACES and name not in KEYS_BY_NAME:
@@ -443,6 +462,7 @@ def load_config(
     return PlatformConfig(
         stack=stack,
         region=region,
+        aws_profile=read.value("aws:profile"),
         llm=llm,
         network=network,
         cluster=cluster,

@@ -41,6 +41,7 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
             vpc_id=network.vpc_id,
             private_subnet_ids=network.private_subnet_ids,
             fargate_namespaces=(KARPENTER_NAMESPACE,),
+            aws_profile=config.aws_profile,
             # CoreDNS, the first pods, pull their images through the NAT routes.
             depends_on=[network],
         ),

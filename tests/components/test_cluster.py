@@ -230,3 +230,12 @@ def test_both_stacks_build_the_cluster(stack_plan: str, request: pytest.FixtureR
     assert len(plan.of_type("selfhost:index:Cluster")) == 1
     assert len(plan.of_type("selfhost:index:Network")) == 1
     assert eks_inputs(plan)["name"] == f"llm-{plan.stack}"
+
+
+def test_an_aws_profile_reaches_the_kubeconfig(plan_with):
+    cluster = plan_with({"aws:profile": "team-admin"}).of_type("eks:index:Cluster")[0]
+    assert cluster.inputs["providerCredentialOpts"] == {"profileName": "team-admin"}
+
+
+def test_without_a_profile_the_kubeconfig_uses_the_default_chain(dev_plan):
+    assert "providerCredentialOpts" not in dev_plan.of_type("eks:index:Cluster")[0].inputs

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from components.irsa import service_account_trust_policy
-from components.karpenter import Karpenter, KarpenterArgs
+from components.karpenter import NODE_CLASS_DELETE_TIMEOUT, Karpenter, KarpenterArgs
 from components.karpenter_iam import (
     CONTROLLER_POLICIES,
     UPSTREAM_CONTROLLER_POLICIES,
@@ -586,3 +586,13 @@ def test_component_stands_alone_on_plain_inputs_and_waits_for_what_it_is_given()
         statement["Condition"]["StringEquals"]["oidc.example/id/C1:sub"]
         == "system:serviceaccount:karpenter:karpenter"
     )
+
+
+def test_destroy_cannot_hang_on_a_system_node_that_never_drains(dev_plan):
+    # Karpenter force-drains a system node after its grace period (15 minutes); the node class deletion,
+    # which waits for its nodes, must be allowed longer than that.
+    system_pool = next(r for r in dev_plan.of_type(NODE_POOL) if r.inputs["metadata"]["name"] == "system")
+    grace = system_pool.inputs["spec"]["template"]["spec"]["terminationGracePeriod"]
+    assert grace.endswith("m") and NODE_CLASS_DELETE_TIMEOUT.endswith("m")
+    # Prometheus' own grace is 600 s (prometheus-operator default): the node's must be longer.
+    assert 10 < int(grace[:-1]) < int(NODE_CLASS_DELETE_TIMEOUT[:-1])

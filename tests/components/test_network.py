@@ -76,13 +76,27 @@ def test_a_vpc_too_small_for_slash_28_public_subnets_is_an_error():
 
 
 def test_zones_are_the_first_usable_ones_and_too_few_is_an_error():
-    assert pick_zones(["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d"], 3) == [
-        "us-west-2a",
-        "us-west-2b",
-        "us-west-2c",
-    ]
+    zones = ["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d"]
+    ids = ["usw2-az2", "usw2-az1", "usw2-az3", "usw2-az4"]
+    assert pick_zones(zones, ids, 3) == ["us-west-2a", "us-west-2b", "us-west-2c"]
     with pytest.raises(ValueError, match="azCount is 3 but the region has 2 usable zones"):
-        pick_zones(["eu-south-2a", "eu-south-2b"], 3)
+        pick_zones(["eu-south-2a", "eu-south-2b"], ["eus2-az1", "eus2-az2"], 3)
+
+
+def test_zones_where_eks_refuses_cluster_subnets_are_skipped_by_zone_id():
+    # The EKS user guide's disallowed zone IDs: use1-az3 (us-east-1), usw1-az2 (us-west-1), cac1-az3
+    # (ca-central-1). In this account us-east-1a is use1-az3, so the three zones are b, c and d.
+    zones = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1e", "us-east-1f"]
+    ids = ["use1-az3", "use1-az1", "use1-az2", "use1-az4", "use1-az5", "use1-az6"]
+    assert pick_zones(zones, ids, 3) == ["us-east-1b", "us-east-1c", "us-east-1d"]
+    # An account whose us-west-1b is usw1-az2 has two zones left for the cluster.
+    west = ["us-west-1a", "us-west-1b", "us-west-1c"]
+    with pytest.raises(
+        ValueError, match="azCount is 3 but the region has 2 usable zones: us-west-1a, us-west-1c"
+    ):
+        pick_zones(west, ["usw1-az1", "usw1-az2", "usw1-az3"], 3)
+    canada = ["ca-central-1a", "ca-central-1b", "ca-central-1d"]
+    assert pick_zones(canada, ["cac1-az3", "cac1-az1", "cac1-az4"], 2) == ["ca-central-1b", "ca-central-1d"]
 
 
 def test_nat_gateways_single_or_one_per_zone():

@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from stacks.config import KEYS, ConfigError, load_config
-from stacks.plan import stack_config
+from stacks.config import KEYS, MAX_STACK_NAME_LENGTH, ConfigError, load_config
+from stacks.plan import run_program, stack_config
 
 TODAY = date(2026, 11, 26)
 
@@ -174,3 +174,29 @@ def test_region_must_be_a_region_code():
         "aws:region: 'Oregon' is not valid; expected an AWS region code such as us-west-2"
     ]
     assert load({"aws:region": "eu-central-1"}).region == "eu-central-1"
+
+
+def test_stack_names_that_do_not_fit_aws_names_are_rejected():
+    for stack in ("s" * 27, "team.dev", "dev stack"):
+        with pytest.raises(ConfigError) as error:
+            load({}, stack)
+        assert error.value.errors[0].startswith(f"stack name {stack!r} is not valid")
+    assert load({}, "s" * 26).name == "llm-" + "s" * 26
+    assert load({}, "Team_dev-2").name == "llm-Team_dev-2"
+
+
+# pulumi-aws auto-names these from the resource name plus "-" and 7 random characters, and refuses a name over
+# the AWS limit (provider/resources.go: tfbridge.AutoName("name", 64, "-") for aws_iam_role and
+# aws_cloudwatch_event_rule).
+AUTO_NAMED_LIMITS = {"aws:iam/role:Role": 64, "aws:cloudwatch/eventRule:EventRule": 64}
+
+
+def test_the_longest_accepted_stack_name_fits_every_auto_named_aws_name():
+    config, secret_keys = stack_config("dev")
+    plan = run_program("s" * MAX_STACK_NAME_LENGTH, config, secret_keys)
+    auto_named = [r for r in plan.resources if r.type in AUTO_NAMED_LIMITS and "name" not in r.inputs]
+    assert len(auto_named) >= 7, "the Karpenter roles and the five interruption rules"
+    room = {r.name: AUTO_NAMED_LIMITS[r.type] - (len(r.name) + 8) for r in auto_named}
+    assert all(left >= 0 for left in room.values()), room
+    # The limit is the tightest one: a longer stack name would overflow the longest of these names.
+    assert min(room.values()) == 0
