@@ -99,7 +99,7 @@ def new_client(
 
 async def check_health(client: httpx.AsyncClient, endpoint: Endpoint) -> None:
     """vLLM's `/health` answers 200 once the engine runs; it needs no API key (vLLM's AuthenticationMiddleware
-    lists /health, /metrics and /version as public endpoints)."""
+    checks the key only under /v1, /v2, /inference and /cohere)."""
     await _get(client, endpoint, "/health")
 
 

@@ -1,6 +1,7 @@
 """Where the endpoint is: a stack's outputs reached through `kubectl port-forward`, or `--base-url`.
 
-The vLLM Service is ClusterIP only, so from a laptop the way in is a port-forward to it. The stack
+The vLLM Service is ClusterIP unless llm:serviceType says LoadBalancer, so from a laptop the way in is a
+port-forward to it (or `--base-url` with the load balancer's address). The stack
 exports `endpoint_service` ("<namespace>/<service>"), `endpoint_port` and the secret `api_key`; when it
 also exports `kubeconfig`, that one is used so the user needs no `aws eks update-kubeconfig` first.
 """

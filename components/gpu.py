@@ -67,8 +67,9 @@ def gpu_taint_tolerations() -> list[dict[str, str]]:
 
 
 def device_plugin_values() -> dict[str, Any]:
-    # Tolerations are set rather than inherited: the chart's default list also carries the deprecated
-    # CriticalAddonsOnly toleration (nvidia-device-plugin values.yaml @ v0.20.0), which no node here uses.
+    # Tolerations are set rather than inherited: the chart's default list also tolerates CriticalAddonsOnly
+    # (nvidia-device-plugin values.yaml @ v0.20.0), a taint for nodes kept for cluster add-ons, which
+    # no node here carries; the GPU taint is the only one the plugin has to get past.
     return {"affinity": gpu_node_affinity(), "tolerations": gpu_taint_tolerations()}
 
 

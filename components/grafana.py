@@ -125,11 +125,6 @@ def dashboard(
     }
 
 
-def dashboard_expressions(dashboard_json: dict[str, Any]) -> list[str]:
-    """Every PromQL expression of a dashboard's panels (variables hold Grafana's label_values, not PromQL)."""
-    return [target["expr"] for panel in dashboard_json["panels"] for target in panel["targets"]]
-
-
 def dashboard_configmap(name: str, namespace: str, dashboard_json: dict[str, Any]) -> dict[str, Any]:
     """The ConfigMap Grafana's sidecar picks up: one JSON file named after the dashboard."""
     return {

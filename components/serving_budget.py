@@ -56,10 +56,13 @@ STARTUP_PROBE_PERIOD_SECONDS = 10
 NODE_READY_SECONDS = 600
 IMAGE_PULL_SECONDS = 900
 
-# Graceful stop: the Service drops the pod's endpoint while the preStop hook sleeps, then vLLM gets SIGTERM
-# and the remaining time to finish the responses it is streaming.
+# Graceful stop: the Service drops the pod's endpoint while the preStop hook sleeps, then vLLM gets SIGTERM,
+# lets the requests it is running finish for up to DRAIN_SECONDS (its --shutdown-timeout, whose default 0
+# aborts them at once: vllm/entrypoints/launchers/launcher.py and vllm/v1/engine/core.py at v0.33.0), and
+# tears the engine down before the kubelet's SIGKILL.
 PRE_STOP_SLEEP_SECONDS = 15
-DRAIN_SECONDS = 165
+DRAIN_SECONDS = 150
+TEARDOWN_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def replica_ready_seconds(weights_gib: float) -> int:
 
 
 def termination_grace_seconds() -> int:
-    return PRE_STOP_SLEEP_SECONDS + DRAIN_SECONDS
+    return PRE_STOP_SLEEP_SECONDS + DRAIN_SECONDS + TEARDOWN_SECONDS
 
 
 def rollout_seconds(weights_gib: float, replicas: int) -> int:

@@ -6,9 +6,11 @@ Facts these builders rely on (checked against upstream, not run here):
   the user `vllm` (UID 2000, GID 0) with a group-writable HOME /home/vllm for running without root
   (vllm-project/vllm#40275); a UID missing from /etc/passwd breaks torch's getpass.getuser() at import.
 - `vllm serve` flags: --served-model-name, --port, --tensor-parallel-size, --max-model-len,
-  --gpu-memory-utilization, --enable-prefix-caching; the API key comes from VLLM_API_KEY (same as
-  --api-key) and keeps it out of the pod spec. /health, /metrics and /load stay unauthenticated
-  (PUBLIC_ENDPOINTS in vllm/entrypoints/openai's authentication middleware); /v1/* needs the key.
+  --gpu-memory-utilization, --enable-prefix-caching, --shutdown-timeout (vllm/engine/arg_utils.py and
+  vllm/entrypoints/common/cli_args.py at v0.33.0); the API key comes from VLLM_API_KEY (same as
+  --api-key) and keeps it out of the pod spec. The key guards only paths under /v1, /v2, /inference and
+  /cohere, so /health and /metrics answer probes and Prometheus without it (GUARDED_PREFIX in
+  vllm/entrypoints/serve/middleware/authenticate.py at v0.33.0).
 - huggingface_hub reads HF_TOKEN for gated downloads and keeps its cache under HF_HOME; vLLM keeps its
   compile cache under VLLM_CACHE_ROOT and stops reporting usage statistics with VLLM_NO_USAGE_STATS=1
   (vllm/envs.py).
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.serving_budget import (
+    DRAIN_SECONDS,
     PRE_STOP_SLEEP_SECONDS,
     STARTUP_PROBE_PERIOD_SECONDS,
     replica_ready_seconds,
@@ -167,6 +170,9 @@ def engine_args(settings: ServingSettings) -> list[str]:
         str(settings.gpu_memory_utilization),
         # On by default in vLLM's V1 engine; explicit so the dashboard's hit-rate panel always has data.
         "--enable-prefix-caching",
+        # On SIGTERM (rollout, drain, consolidation) finish the answers in progress instead of cutting them.
+        "--shutdown-timeout",
+        str(DRAIN_SECONDS),
         *settings.extra_engine_args,
     ]
 
@@ -276,6 +282,8 @@ def deployment_manifest(settings: ServingSettings) -> dict[str, Any]:
     )
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
+        # Service links would set VLLM_PORT=tcp://IP:8000 from the Service named `vllm`; vLLM reads VLLM_PORT
+        # as its internal port number and exits on a URI (get_vllm_port in vllm/envs.py at v0.33.0).
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,

@@ -1,7 +1,8 @@
 """The Prometheus metrics a vLLM server exposes on /metrics, by the names PromQL must use.
 
 Sources:
-- vLLM engine metrics: vllm/v1/metrics/loggers.py (PrometheusStatLogger), vllm-project/vllm main (2026).
+- vLLM engine metrics: vllm/v1/metrics/loggers.py (PrometheusStatLogger) at v0.33.0, the release of the
+  pinned image (stacks/config.py VLLM_IMAGE).
   prometheus_client exposes a Counter named `vllm:x` as `vllm:x_total`, a Histogram as `vllm:x_bucket`,
   `vllm:x_sum` and `vllm:x_count`. Every engine metric carries the labels `model_name`
   (the --served-model-name) and `engine` (the engine core index, "0" without data parallelism).
@@ -10,9 +11,10 @@ Sources:
 - `finished_reason` values: FINISH_REASON_STRINGS in vllm/v1/engine/__init__.py (stop, length, abort,
   error, repetition). "error" is a request-level internal error that the server always answers with HTTP
   500; "abort" is a request the client abandoned.
-- HTTP metrics: the OpenAI server instruments FastAPI with prometheus-fastapi-instrumentator (default
-  metrics: `http_requests_total` with labels handler, method and status, status codes grouped as "2xx",
-  "4xx", "5xx"), excluding /metrics, /health, /load, /ping, /version and /server_info.
+- HTTP metrics: the OpenAI server instruments FastAPI with prometheus-fastapi-instrumentator
+  (vllm/entrypoints/serve/instrumentator/metrics.py; default metrics: `http_requests_total` with labels
+  handler, method and status, status codes grouped as "2xx", "4xx", "5xx"), excluding /metrics, /health,
+  /load, /ping, /version and /server_info.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ _LB_TYPE_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-type"
 _LB_CONTROLLER_CLASS = "service.k8s.aws/nlb"
 
 # vLLM enables bearer-token auth when `--api-key` is given or, failing that, VLLM_API_KEY is set
-# (vllm/entrypoints/openai/api_server.py: `args.api_key or envs.VLLM_API_KEY`).
+# (vllm/entrypoints/serve/middleware/register.py at v0.33.0: `args.api_key or [envs.VLLM_API_KEY]`).
 VLLM_IMAGE_REPOSITORY = "vllm/vllm-openai"
 VLLM_API_KEY_ENV = "VLLM_API_KEY"
 _API_KEY_FLAG = "--api-key"
@@ -254,7 +254,11 @@ def _vllm_container_violations(container: Mapping[str, Any]) -> list[str]:
 
 
 def _api_key_flag_values(container: Mapping[str, Any]) -> Iterator[str]:
-    """Every value given to --api-key in the container's command and args, shell strings included."""
+    """Every value given to --api-key in the container's command and args, shell strings included.
+
+    vLLM's FlexibleArgumentParser takes underscores for dashes in option names (vllm/utils/argparse_utils.py
+    at v0.33.0), so `--api_key` is the same flag.
+    """
     words = [
         word
         for argument in [*_items(container.get("command")), *_items(container.get("args"))]
@@ -262,10 +266,13 @@ def _api_key_flag_values(container: Mapping[str, Any]) -> Iterator[str]:
         for word in argument.split()
     ]
     for index, word in enumerate(words):
-        if word == _API_KEY_FLAG:
+        flag, has_value, value = word.partition("=")
+        if not flag.startswith("--") or flag.replace("_", "-") != _API_KEY_FLAG:
+            continue
+        if has_value:
+            yield value
+        else:
             yield words[index + 1] if index + 1 < len(words) else ""
-        elif word.startswith(_API_KEY_FLAG + "="):
-            yield word.split("=", 1)[1]
 
 
 # 3. No LoadBalancer Service unless the stack's config asks for one; then internal unless it says otherwise.

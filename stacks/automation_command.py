@@ -241,19 +241,24 @@ class Console:
         stream = sys.stderr if self.json_mode else sys.stdout
         return "always" if stream.isatty() else "never"
 
+    def engine_options(self, diff: bool, events: bool = False) -> dict[str, Any]:
+        """What every engine operation (preview, up, destroy, refresh) is given to report through this
+        console; engine events are collected when asked for, and always with --json."""
+        return {
+            "diff": diff,
+            "color": self.color,
+            "on_output": self.output,
+            "on_error": self.error,
+            "on_event": self.event if events or self.json_mode else None,
+        }
+
 
 def _preview(args: argparse.Namespace) -> int:
     console = Console(args.json, capture=True)
     summary_file: Path = args.summary or PROJECT_DIR / "build" / f"preview-{args.stack}.md"
     try:
         stack = open_stack(args.stack, create=True)
-        stack.preview(
-            diff=args.diff,
-            color=console.color,
-            on_output=console.output,
-            on_error=console.error,
-            on_event=console.event,
-        )
+        stack.preview(**console.engine_options(args.diff, events=True))
     except CommandError as error:
         write_summary(
             summary_file,
@@ -279,13 +284,7 @@ def write_summary(path: Path, markdown: str) -> None:
 def _up(args: argparse.Namespace) -> int:
     console = Console(args.json)
     stack = open_stack(args.stack, create=True)
-    result = stack.up(
-        diff=args.diff,
-        color=console.color,
-        on_output=console.output,
-        on_error=console.error,
-        on_event=console.event if args.json else None,
-    )
+    result = stack.up(**console.engine_options(args.diff))
     changes = ", ".join(
         f"{op} {count}" for op, count in sorted((result.summary.resource_changes or {}).items())
     )
@@ -295,26 +294,9 @@ def _up(args: argparse.Namespace) -> int:
     return wait_for_model(args.stack, args.serve_timeout, console)
 
 
-def registered_commands() -> set[str]:
-    """The `selfhost` subcommands, read from the CLI's parser (the smoke check is another module's)."""
-    from stacks.cli import build_parser  # the CLI imports this module: deferred to avoid a cycle
-
-    return {
-        name
-        for action in build_parser()._actions
-        if isinstance(action, argparse._SubParsersAction)
-        for name in action.choices
-    }
-
-
 def wait_for_model(stack: str, timeout_seconds: int, console: Console) -> int:
     """Run `selfhost smoke STACK` until it passes: the model's weights download and load after `up` ends."""
-    if "smoke" not in registered_commands():
-        console.note(
-            "No `selfhost smoke` command is installed: skipping the wait for the model and the smoke check."
-        )
-        return 0
-    from stacks.cli import main
+    from stacks.cli import main  # the CLI imports this module: deferred to avoid a cycle
 
     deadline = time.monotonic() + timeout_seconds
     attempt = 1
@@ -350,13 +332,7 @@ def _destroy(args: argparse.Namespace) -> int:
             return 1
     console = Console(args.json)
     stack = open_stack(args.stack, create=False)
-    result = stack.destroy(
-        diff=args.diff,
-        color=console.color,
-        on_output=console.output,
-        on_error=console.error,
-        on_event=console.event if args.json else None,
-    )
+    result = stack.destroy(**console.engine_options(args.diff))
     console.note(f"Destroy of stack {args.stack}: {result.summary.result}.")
     return 0
 
@@ -364,13 +340,7 @@ def _destroy(args: argparse.Namespace) -> int:
 def _refresh(args: argparse.Namespace) -> int:
     console = Console(args.json)
     stack = open_stack(args.stack, create=False)
-    result = stack.refresh(
-        diff=args.diff,
-        color=console.color,
-        on_output=console.output,
-        on_error=console.error,
-        on_event=console.event if args.json else None,
-    )
+    result = stack.refresh(**console.engine_options(args.diff))
     console.note(f"Refresh of stack {args.stack}: {result.summary.result}.")
     return 0
 

@@ -182,8 +182,10 @@ KIND_NAMES: Mapping[Kind, str] = {
 CAPACITY_TYPES = ("spot", "on-demand")
 NAT_MODES = ("single", "perAz")
 SERVICE_TYPES = ("ClusterIP", "LoadBalancer")
-# `vllm serve` flags the platform sets from the sizing plan and the credentials Secret: overriding them in
-# llm:extraEngineArgs would ask the engine for other GPUs than the pod gets, or put the API key in the pod spec.
+# `vllm serve` flags the platform sets from the sizing plan, the credentials Secret and the pod's grace period:
+# overriding them in llm:extraEngineArgs would ask the engine for other GPUs than the pod gets, put a secret in
+# the pod spec, or cut streams short on shutdown. `--device-memory-utilization` is vLLM 0.33's alias of
+# `--gpu-memory-utilization`, and `--config` could set any of them from a file (vllm/engine/arg_utils.py).
 MANAGED_ENGINE_FLAGS = (
     "--model",
     "--served-model-name",
@@ -192,7 +194,11 @@ MANAGED_ENGINE_FLAGS = (
     "-tp",
     "--max-model-len",
     "--gpu-memory-utilization",
+    "--device-memory-utilization",
     "--api-key",
+    "--hf-token",
+    "--shutdown-timeout",
+    "--config",
 )
 LOAD_BALANCER_SCHEMES = ("internal", "internet-facing")
 SUPPORT_TYPES = ("STANDARD", "EXTENDED")
@@ -207,6 +213,18 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 # named after the cluster) accepts.
 MAX_STACK_NAME_LENGTH = 26
 STACK_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def is_managed_engine_flag(arg: str) -> bool:
+    """Whether an engine argument names a managed flag as vLLM's parser would read it: underscores count as
+    dashes (vllm/utils/argparse_utils.py) and argparse accepts any unambiguous prefix of a long flag."""
+    name = arg.split("=", 1)[0]
+    if not name.startswith("--"):
+        return name in MANAGED_ENGINE_FLAGS
+    name = "--" + name[2:].replace("_", "-")
+    return len(name) > 2 and any(
+        flag.startswith(name) for flag in MANAGED_ENGINE_FLAGS if flag.startswith("--")
+    )
 
 
 class ConfigError(pulumi.RunError):
@@ -403,7 +421,7 @@ def load_config(
     if ":" not in vllm_image.rsplit("/", 1)[-1] or vllm_image.endswith((":latest", ":nightly")):
         read.bad("llm:vllmImage", vllm_image, "an image pinned by tag, e.g. " + VLLM_IMAGE)
     extra_args = read.strings("llm:extraEngineArgs")
-    managed = [arg for arg in extra_args if arg.split("=", 1)[0] in MANAGED_ENGINE_FLAGS]
+    managed = [arg for arg in extra_args if is_managed_engine_flag(arg)]
     if managed:
         read.bad(
             "llm:extraEngineArgs",

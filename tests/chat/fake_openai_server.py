@@ -15,7 +15,9 @@ Timing: the first token goes out `ttft` seconds after the request arrived, token
 
 Run: `python fake_openai_server.py --port 0 [--api-key KEY] [--ttft S] [--token-delay S]`; it prints
 `READY <port>` once it listens. `POST /_fake/config` with a JSON object changes settings at run time,
-`GET /_fake/requests` returns the bodies of the completion requests received so far.
+`GET /_fake/requests` returns the bodies of the completion requests received so far, and
+`GET /_fake/streams` when each streamed answer really went out (see StreamRecord): on a busy machine the
+server falls behind its schedule too, and a test of the client compares with what the server did.
 """
 
 from __future__ import annotations
@@ -71,12 +73,27 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    # Which TCP connection carried it, numbered from 0 in the order the server accepted them.
+    connection: int = 0
+
+
+@dataclass
+class StreamRecord:
+    """One streamed answer as the server sent it, in seconds on the server's own `time.perf_counter()`."""
+
+    connection: int
+    arrived: float
+    first_token_sent: float
+    last_token_sent: float
+    tokens: int
 
 
 class FakeOpenAIServer:
     def __init__(self, config: FakeConfig) -> None:
         self.config = config
         self.completion_bodies: list[dict[str, Any]] = []
+        self.stream_records: list[StreamRecord] = []
+        self.connections = 0
         self.running = 0
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
@@ -90,11 +107,14 @@ class FakeOpenAIServer:
             await server.serve_forever()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = self.connections
+        self.connections += 1
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
                 request = await _read_request(reader)
                 if request is None:
                     break
+                request.connection = connection
                 await self._dispatch(request, writer)
         with contextlib.suppress(ConnectionError):
             writer.close()
@@ -112,6 +132,8 @@ class FakeOpenAIServer:
             await _send_json(writer, 200, dataclasses.asdict(self.config))
         elif route == ("GET", "/_fake/requests"):
             await _send_json(writer, 200, self.completion_bodies)
+        elif route == ("GET", "/_fake/streams"):
+            await _send_json(writer, 200, [dataclasses.asdict(record) for record in self.stream_records])
         elif request.path.startswith("/v1/"):
             await self._api(request, writer)
         else:
@@ -180,8 +202,11 @@ class FakeOpenAIServer:
         self.running += 1
         try:
             if body.get("stream"):
-                await self._stream(
+                first_sent, last_sent = await self._stream(
                     writer, body, tokens, usage, arrived, chat=chat, finish_reason=finish_reason
+                )
+                self.stream_records.append(
+                    StreamRecord(request.connection, arrived, first_sent, last_sent, len(tokens))
                 )
             else:
                 await _sleep_until(arrived + config.ttft + (answer_tokens - 1) * config.token_delay)
@@ -210,8 +235,10 @@ class FakeOpenAIServer:
         *,
         chat: bool,
         finish_reason: str,
-    ) -> None:
+    ) -> tuple[float, float]:
+        """Send the answer as Server-Sent Events; return when its first and last tokens were sent."""
         config = self.config
+        sent: list[float] = []
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
@@ -231,6 +258,7 @@ class FakeOpenAIServer:
             else:
                 choice = {"index": 0, "text": token, "finish_reason": None}
             await _write_event(writer, chunk([choice]))
+            sent.append(time.perf_counter())
         finish: dict[str, Any] = {"index": 0, "finish_reason": finish_reason}
         finish.update({"delta": {}} if chat else {"text": ""})
         await _write_event(writer, chunk([finish]))
@@ -238,6 +266,7 @@ class FakeOpenAIServer:
             await _write_event(writer, chunk([], usage=usage))
         await _write_chunk(writer, b"data: [DONE]\n\n")
         await _write_chunk(writer, b"")
+        return (sent[0], sent[-1]) if sent else (arrived, arrived)
 
     def _metrics(self) -> str:
         labels = ",".join(f'model_name="{name}"' for name in self.config.models[:1])

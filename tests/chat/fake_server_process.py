@@ -36,6 +36,10 @@ class FakeServer:
     def completion_requests(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.base_url}/_fake/requests", timeout=5).json()
 
+    def stream_records(self) -> list[dict[str, Any]]:
+        """When each streamed answer really went out, on the server's clock (fake_openai_server.StreamRecord)."""
+        return httpx.get(f"{self.base_url}/_fake/streams", timeout=5).json()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

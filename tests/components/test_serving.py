@@ -148,8 +148,10 @@ def test_probes_health_and_graceful_stop():
     # Liveness gives a busy engine a minute: 6 failures x 10 s.
     assert vllm["livenessProbe"]["failureThreshold"] * vllm["livenessProbe"]["periodSeconds"] == 60
     pod = manifest["spec"]["template"]["spec"]
-    # 15 s for the endpoint to leave the Service, then 165 s to finish streams: 180 s.
+    # 15 s for the endpoint to leave the Service, then up to 150 s for vLLM to finish the answers it is
+    # streaming (vLLM's default --shutdown-timeout 0 aborts them) and 15 s to stop: 180 s.
     assert vllm["lifecycle"] == {"preStop": {"sleep": {"seconds": 15}}}
+    assert flag(vllm["args"], "--shutdown-timeout") == "150"
     assert pod["terminationGracePeriodSeconds"] == 180
     # Rollout deadline: 600 s node + 900 s image pull + 93 x 10 s start-up = 2430 s.
     assert manifest["spec"]["progressDeadlineSeconds"] == 2430
@@ -168,6 +170,15 @@ def test_pod_runs_on_gpu_nodes_without_privileges():
     context = container({"spec": {"template": {"spec": pod}}})["securityContext"]
     assert context["allowPrivilegeEscalation"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_no_service_link_variables_reach_vllm():
+    # The Service is named vllm, so Kubernetes service links would inject VLLM_PORT=tcp://<ip>:8000, which
+    # vLLM's get_vllm_port (vllm/envs.py) rejects as "appears to be a URI" before the server starts.
+    manifest = deployment_manifest(settings_for(DEV))
+    assert service_manifest(settings_for(DEV))["metadata"]["name"].upper() + "_PORT" == "VLLM_PORT"
+    assert manifest["spec"]["template"]["spec"]["enableServiceLinks"] is False
+    assert "VLLM_PORT" not in {item["name"] for item in container(manifest)["env"]}
 
 
 def test_api_key_and_token_reach_vllm_only_through_the_secret():

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -30,6 +31,12 @@ _MODIFIER = re.compile(r"\boffset\s+-?\w+|@\s*[\w.()]+")
 _NUMBER = re.compile(r"(?<![\w:])(0x[0-9a-fA-F]+|\d+(\.\d+)?([eE][+-]?\d+)?)(?![\w:])")
 _IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)")
+
+
+def dashboard_expressions(dashboard_json: dict[str, Any]) -> list[str]:
+    """Every PromQL expression of a Grafana dashboard's panels (its variables hold Grafana's label_values,
+    not PromQL)."""
+    return [target["expr"] for panel in dashboard_json["panels"] for target in panel["targets"]]
 
 
 def as_promql(expr: str) -> str:

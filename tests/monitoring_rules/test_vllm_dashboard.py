@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.grafana import dashboard_expressions
 from components.serving_dashboard import vllm_dashboard
-from tests.conformance.promql import label_names, metric_names, promtool_check
+from tests.conformance.promql import dashboard_expressions, label_names, metric_names, promtool_check
 from tests.monitoring_rules.test_vllm_alerts import VLLM_EXPORTED
 
 

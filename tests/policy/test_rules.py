@@ -230,8 +230,10 @@ def test_a_vllm_server_without_a_key_fails() -> None:
     ]
 
 
-def test_a_vllm_key_in_plain_text_fails() -> None:
-    in_args = vllm_deployment({"args": ["--api-key", "sk-123"]})
+@pytest.mark.parametrize("args", [["--api-key", "sk-123"], ["--api_key", "sk-123"], ["--api_key=sk-123"]])
+def test_a_vllm_key_in_plain_text_fails(args: list[str]) -> None:
+    # vLLM reads --api_key as --api-key (its argument parser swaps underscores for dashes).
+    in_args = vllm_deployment({"env": [SECRET_KEY_ENV], "args": args})
     in_env = vllm_deployment({"env": [{"name": "VLLM_API_KEY", "value": "sk-123"}]})
     assert vllm_api_key_violations(DEPLOYMENT, in_args) == [
         "vLLM container 'vllm' passes --api-key a value that is not an environment variable read from a "

@@ -166,12 +166,6 @@ def test_secrets_provider_comes_from_the_stack_file(tmp_path):
     assert automation_command.secrets_provider(stack_file) == "awskms://alias/pulumi?region=us-west-2"
 
 
-def test_up_skips_the_wait_when_no_smoke_command_is_installed(monkeypatch, capsys):
-    monkeypatch.setattr(automation_command, "registered_commands", lambda: {"plan", "up"})
-    assert wait_for_model("dev", 60, Console(json_mode=False)) == 0
-    assert "No `selfhost smoke` command is installed" in capsys.readouterr().out
-
-
 def test_up_retries_the_smoke_check_until_the_model_serves(monkeypatch, capsys):
     answers = iter([1, 1, 0])
     calls: list[list[str]] = []
@@ -180,7 +174,6 @@ def test_up_retries_the_smoke_check_until_the_model_serves(monkeypatch, capsys):
         calls.append(argv)
         return next(answers)
 
-    monkeypatch.setattr(automation_command, "registered_commands", lambda: {"smoke"})
     monkeypatch.setattr("stacks.cli.main", smoke)
     monkeypatch.setattr(automation_command, "SMOKE_RETRY_SECONDS", 0)
     assert wait_for_model("dev", 60, Console(json_mode=False)) == 0
@@ -189,7 +182,6 @@ def test_up_retries_the_smoke_check_until_the_model_serves(monkeypatch, capsys):
 
 
 def test_up_gives_up_when_the_model_never_serves(monkeypatch, capsys):
-    monkeypatch.setattr(automation_command, "registered_commands", lambda: {"smoke"})
     monkeypatch.setattr("stacks.cli.main", lambda argv: 1)
     monkeypatch.setattr(automation_command, "SMOKE_RETRY_SECONDS", 0)
     assert wait_for_model("dev", 0, Console(json_mode=False)) == 1
@@ -215,3 +207,11 @@ def test_json_mode_prints_engine_events_as_json_lines(capsys):
     captured = capsys.readouterr()
     assert [json.loads(line) for line in captured.out.splitlines()] == [event]
     assert captured.err == "progress text\n"
+
+
+def test_engine_events_are_collected_for_a_preview_summary_and_for_json_output():
+    plain, machine = Console(json_mode=False), Console(json_mode=True)
+    assert plain.engine_options(diff=False)["on_event"] is None
+    assert plain.engine_options(diff=False, events=True)["on_event"] == plain.event
+    assert machine.engine_options(diff=True)["on_event"] == machine.event
+    assert machine.engine_options(diff=True)["diff"] is True

@@ -1,3 +1,4 @@
+import json
 from datetime import date
 
 import pytest
@@ -200,3 +201,27 @@ def test_the_longest_accepted_stack_name_fits_every_auto_named_aws_name():
     assert all(left >= 0 for left in room.values()), room
     # The limit is the tightest one: a longer stack name would overflow the longest of these names.
     assert min(room.values()) == 0
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "--max_model_len=8192",
+        "--max-model-l",
+        "--device-memory-utilization=0.95",
+        "--hf_token",
+        "-tp",
+        "--config",
+    ],
+)
+def test_engine_args_cannot_override_what_the_platform_sets(arg):
+    # vLLM reads underscores as dashes and argparse takes unambiguous prefixes: each spelling is the same flag.
+    errors = errors_of({"llm:extraEngineArgs": json.dumps([arg])})
+    assert len(errors) == 1 and errors[0].startswith(f"llm:extraEngineArgs: [{arg!r}]")
+
+
+def test_other_engine_args_pass():
+    config = load(
+        {"llm:extraEngineArgs": '["--enforce-eager", "--max-num-seqs=64", "--kv-cache-dtype", "fp8"]'}
+    )
+    assert config.llm.extra_engine_args == ("--enforce-eager", "--max-num-seqs=64", "--kv-cache-dtype", "fp8")
