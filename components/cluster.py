@@ -17,6 +17,8 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from components.karpenter_iam import aws_managed_policy_arn
+from components.karpenter_manifests import DISCOVERY_TAG
 from stacks.config import ClusterSettings
 
 # Control-plane log streams sent to CloudWatch (EKS user guide, "Send control plane logs to CloudWatch
@@ -27,8 +29,6 @@ LOG_RETENTION_DAYS = 30
 # EKS CoreDNS pods carry this label (EKS user guide, "Get started with AWS Fargate": the CoreDNS profile
 # selects namespace kube-system and labels k8s-app=kube-dns).
 COREDNS_LABELS = {"k8s-app": "kube-dns"}
-# Karpenter's EC2NodeClass selects security groups by this tag (Karpenter getting-started guide).
-DISCOVERY_TAG = "karpenter.sh/discovery"
 
 
 def arn_partition(arn: str) -> str:
@@ -209,7 +209,7 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-fargate-pods-policy",
             role=role.name,
             policy_arn=self._partition.apply(
-                lambda partition: f"arn:{partition}:iam::aws:policy/AmazonEKSFargatePodExecutionRolePolicy"
+                lambda partition: aws_managed_policy_arn(partition, "AmazonEKSFargatePodExecutionRolePolicy")
             ),
             opts=self._child,
         )

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 from components.gpu_dashboard import GPU_DASHBOARD_TITLE, gpu_dashboard
 from components.grafana import dashboard_configmap
 from components.helm_chart import HelmChart, release_args
-from components.karpenter_manifests import GPU_PRESENT_LABEL, GPU_TAINT
+from components.karpenter_manifests import GPU_PRESENT_LABEL, gpu_taint_tolerations
 
 # nvidia-device-plugin Chart.yaml @ v0.20.0 (gh-pages index.yaml lists 0.20.0 as the newest).
 DEVICE_PLUGIN_CHART = HelmChart(
@@ -59,11 +59,6 @@ def gpu_node_affinity() -> dict[str, Any]:
             }
         }
     }
-
-
-def gpu_taint_tolerations() -> list[dict[str, str]]:
-    """Tolerate the GPU NodePool's taint (nvidia.com/gpu=true:NoSchedule) whatever its value."""
-    return [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
 
 
 def device_plugin_values() -> dict[str, Any]:

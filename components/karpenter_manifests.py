@@ -29,11 +29,16 @@ NODE_CLASS_GROUP = "karpenter.k8s.aws"
 GPU_POOL = "gpu"
 SYSTEM_POOL = "system"
 POOL_LABEL = "selfhost/pool"
+# Karpenter labels every node with the NodePool that launched it; workloads pick a pool by this label.
+NODE_POOL_LABEL = "karpenter.sh/nodepool"
+# Karpenter's EC2NodeClass selects subnets and security groups by this tag (Karpenter getting-started guide).
 DISCOVERY_TAG = "karpenter.sh/discovery"
 # The NVIDIA device plugin's default node affinity matches this label (among NFD labels that Karpenter
 # nodes lack); without it the plugin never runs and Karpenter never sees the GPU node initialised.
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+# The extended resource the device plugin advertises; also the key of the GPU pool's taint.
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 
 # The getting-started guide's controller size: 1 vCPU / 1Gi requests = limits. Fargate adds 256 MB and
 # rounds up, so each of the chart's 2 replicas is billed as 1 vCPU / 2 GB.
@@ -88,6 +93,11 @@ def gpu_instance_types(llm: LlmSettings) -> list[str]:
     if llm.instance_family_fallback:
         types += [name for name in family_members(llm.instance) if name != llm.instance.name]
     return types
+
+
+def gpu_taint_tolerations() -> list[dict[str, str]]:
+    """Tolerate the GPU NodePool's taint (nvidia.com/gpu=true:NoSchedule) whatever its value."""
+    return [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
 
 
 def _node_class(
@@ -189,7 +199,7 @@ def gpu_node_pool(config: PlatformConfig) -> Manifest:
             # The serving plan's GPUs plus one spare node's, so a replacement can start before a node is
             # drained (stacks/sizing.py; stacks/config.py keeps it within llm:maxGpus). 0 when llm:replicas
             # is 0: no GPU node can be bought while the model is parked.
-            "limits": {"nvidia.com/gpu": config.serving.gpu_limit},
+            "limits": {GPU_RESOURCE: config.serving.gpu_limit},
             "disruption": {
                 # A GPU node goes only once no model replica runs on it. Underutilization-driven moves
                 # would restart a replica elsewhere and pay another multi-minute model load for a small

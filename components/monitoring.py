@@ -19,10 +19,12 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.cluster import arn_partition
 from components.grafana import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
 from components.helm_chart import HelmChart, release_args
 from components.irsa import service_account_trust_policy
-from components.karpenter_manifests import SYSTEM_POOL
+from components.karpenter_iam import aws_managed_policy_arn
+from components.karpenter_manifests import NODE_POOL_LABEL, SYSTEM_POOL
 from stacks.config import MonitoringSettings
 
 # kube-prometheus-stack Chart.yaml @ tag kube-prometheus-stack-88.5.3 (prometheus-operator v0.93.1).
@@ -43,7 +45,7 @@ GRAFANA_USER_KEY = "admin-user"
 GRAFANA_PASSWORD_KEY = "admin-password"
 # Karpenter's system NodePool; every monitoring workload except node-exporter (a DaemonSet that must run on
 # every node, GPU nodes included: its chart tolerates all NoSchedule taints) stays there.
-SYSTEM_NODE_SELECTOR = {"karpenter.sh/nodepool": SYSTEM_POOL}
+SYSTEM_NODE_SELECTOR = {NODE_POOL_LABEL: SYSTEM_POOL}
 
 STORAGE_CLASS = "gp3-encrypted"
 EBS_CSI_ADDON = "aws-ebs-csi-driver"
@@ -156,8 +158,7 @@ def gp3_storage_class(stack_name: str) -> dict[str, Any]:
 
 def ebs_csi_policy_arn(oidc_provider_arn: str) -> str:
     """The AWS managed policy for the driver, in the cluster's partition (the OIDC provider ARN's)."""
-    partition = oidc_provider_arn.split(":")[1]
-    return f"arn:{partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+    return aws_managed_policy_arn(arn_partition(oidc_provider_arn), "service-role/AmazonEBSCSIDriverPolicy")
 
 
 def grafana_port_forward_command() -> str:

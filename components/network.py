@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.karpenter_manifests import DISCOVERY_TAG
 from stacks.config import NetworkSettings
 
 # The VPC is cut into eight equal blocks: private subnets take blocks 0..5 (one per zone, at most six
@@ -27,8 +28,6 @@ PUBLIC_BITS = 3
 # internet-facing and internal load balancers (EKS user guide, "Subnet requirements and considerations").
 PUBLIC_ELB_TAG = "kubernetes.io/role/elb"
 INTERNAL_ELB_TAG = "kubernetes.io/role/internal-elb"
-# Karpenter's EC2NodeClass selects subnets and security groups by this tag (Karpenter getting-started guide).
-DISCOVERY_TAG = "karpenter.sh/discovery"
 # Zones where EKS refuses a cluster's subnets (EKS user guide, "View Amazon EKS networking requirements for VPC
 # and subnets": disallowed Availability Zone IDs). Zone names map to different zone IDs in each account, so
 # us-east-1a may be use1-az3 in one account and not in another: the check has to be on the ID.

@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.grafana import dashboard_configmap
+from components.karpenter_manifests import GPU_POOL
 from components.serving_alerts import prometheus_rule
 from components.serving_budget import replica_ready_seconds, rollout_seconds
 from components.serving_dashboard import VLLM_DASHBOARD_TITLE, vllm_dashboard
@@ -62,7 +63,7 @@ class ModelServerArgs:
     provider: k8s.Provider
     namespace: str = DEFAULT_NAMESPACE
     # The Karpenter NodePool whose nodes carry the GPUs.
-    node_pool: str = "gpu"
+    node_pool: str = GPU_POOL
     # What must exist before pods can be scheduled (Karpenter, its NodePools, the GPU device plugin).
     depends_on: Sequence[pulumi.Resource] = ()
     # The kube-prometheus-stack release, whose CRDs the ServiceMonitor and PrometheusRule need.

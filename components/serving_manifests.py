@@ -25,10 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from components.karpenter_manifests import GPU_POOL, GPU_RESOURCE, NODE_POOL_LABEL, gpu_taint_tolerations
 from components.serving_budget import (
     DRAIN_SECONDS,
     PRE_STOP_SLEEP_SECONDS,
     STARTUP_PROBE_PERIOD_SECONDS,
+    ReplicaResources,
     replica_ready_seconds,
     replica_resources,
     startup_probe_failure_threshold,
@@ -49,10 +51,6 @@ HF_TOKEN_ENTRY = "hf-token"
 MODEL_CACHE_PATH = "/models"
 VLLM_USER_ID = 2000
 VLLM_GROUP_ID = 0
-# Karpenter labels every node with the NodePool that launched it; GPU nodes carry the GPU taint.
-NODE_POOL_LABEL = "karpenter.sh/nodepool"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT_KEY = "nvidia.com/gpu"
 LOAD_BALANCER_TYPE_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-type"
 LOAD_BALANCER_INTERNAL_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-internal"
 
@@ -82,7 +80,7 @@ class ServingSettings:
 
 
 def serving_settings(
-    llm: LlmSettings, plan: ServingPlan, namespace: str = DEFAULT_NAMESPACE, node_pool: str = "gpu"
+    llm: LlmSettings, plan: ServingPlan, namespace: str = DEFAULT_NAMESPACE, node_pool: str = GPU_POOL
 ) -> ServingSettings:
     return ServingSettings(
         namespace=namespace,
@@ -202,10 +200,7 @@ def _health_probe(period: int, failure_threshold: int) -> dict[str, Any]:
     }
 
 
-def _container(settings: ServingSettings) -> dict[str, Any]:
-    resources = replica_resources(
-        settings.instance, settings.replicas_per_node, settings.tensor_parallel_size, settings.weights_gib
-    )
+def _container(settings: ServingSettings, resources: ReplicaResources) -> dict[str, Any]:
     return {
         "name": CONTAINER_NAME,
         "image": settings.image,
@@ -292,9 +287,10 @@ def deployment_manifest(settings: ServingSettings) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "nodeSelector": {NODE_POOL_LABEL: settings.node_pool},
-        "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        # GPU nodes carry the GPU pool's taint.
+        "tolerations": gpu_taint_tolerations(),
         "terminationGracePeriodSeconds": termination_grace_seconds(),
-        "containers": [_container(settings)],
+        "containers": [_container(settings, resources)],
         "volumes": [
             # On the node's instance-store NVMe (Karpenter's RAID0 ephemeral storage); a new pod downloads anew.
             {"name": "model-cache", "emptyDir": {"sizeLimit": f"{resources.model_cache_gib}Gi"}},

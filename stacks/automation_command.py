@@ -31,7 +31,7 @@ from pulumi.automation.errors import (
 )
 
 from stacks.automation_summary import engine_event_json, failure_markdown, preview_markdown, strip_ansi
-from stacks.plan import PROJECT_DIR
+from stacks.plan import PROJECT_DIR, SECRET
 
 SMOKE_RETRY_SECONDS = 30
 ERROR_LINE = re.compile(r"\berror: (.+)")
@@ -348,7 +348,7 @@ def _refresh(args: argparse.Namespace) -> int:
 def _outputs(args: argparse.Namespace) -> int:
     outputs = open_stack(args.stack, create=False).outputs()
     shown = {
-        name: (output.value if args.show_secrets or not output.secret else "[secret]")
+        name: (output.value if args.show_secrets or not output.secret else SECRET)
         for name, output in sorted(outputs.items())
     }
     if args.json:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HOURS_PER_MONTH = 730
-DEFAULT_MAX_CHARS = 60_000
+from stacks.automation_summary import DEFAULT_MAX_CHARS
+from stacks.cost import HOURS_PER_MONTH
+
 MAX_INPUTS_PER_RESOURCE = 40
 VALUE_WIDTH = 60
 SIMPLE_KEY = re.compile(r"[A-Za-z_$][\w$-]*")
@@ -184,19 +185,8 @@ def diff_plans(base: PlanFiles, new: PlanFiles) -> PlanDiff:
     )
 
 
-def _plain(value: Any) -> Any:
-    """Numbers as the program wrote them: the plan's deserialized inputs carry every number as a float."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
 def _value(value: Any) -> str:
-    text = repr(value) if value is MISSING else json.dumps(_plain(value), sort_keys=True)
+    text = repr(value) if value is MISSING else json.dumps(value, sort_keys=True)
     if len(text) > VALUE_WIDTH:
         text = text[: VALUE_WIDTH - 1] + "…"
     return "`" + text.replace("`", "'").replace("|", "\\|") + "`"

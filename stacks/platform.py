@@ -9,14 +9,12 @@ import pulumi
 from components.cluster import Cluster, ClusterArgs, update_kubeconfig_command
 from components.gpu import GpuSupport, GpuSupportArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.karpenter_manifests import NAMESPACE as KARPENTER_NAMESPACE
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.serving import ModelServer, ModelServerArgs, require_model_access
 from components.serving_manifests import serving_settings
 from stacks.config import PlatformConfig
-
-# The namespace the Karpenter controller runs in; the cluster gives it a Fargate profile.
-KARPENTER_NAMESPACE = "karpenter"
 
 
 def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
@@ -40,6 +38,7 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
             settings=config.cluster,
             vpc_id=network.vpc_id,
             private_subnet_ids=network.private_subnet_ids,
+            # The Karpenter controller runs on Fargate, so no node has to exist before it.
             fargate_namespaces=(KARPENTER_NAMESPACE,),
             aws_profile=config.aws_profile,
             # CoreDNS, the first pods, pull their images through the NAT routes.

@@ -34,9 +34,11 @@ def prod_plan() -> PlanResult:
     return plan_stack("prod")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def plan_with() -> Callable[..., PlanResult]:
-    """Plan the dev stack with some keys overridden (fully qualified, as text or YAML values)."""
+    """Plan the dev stack with some keys overridden (fully qualified, as text or YAML values).
+
+    Session-scoped (it holds no state) so that module-scoped fixtures can plan variants with it too."""
 
     def plan(overrides: Mapping[str, object], stack: str = "dev") -> PlanResult:
         config, secret_keys = stack_config(stack)

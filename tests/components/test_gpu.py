@@ -23,9 +23,9 @@ from components.gpu import (
 from components.gpu_dashboard import GPU_DASHBOARD_TITLE, GPU_DASHBOARD_UID, gpu_dashboard
 from stacks.config import PlatformConfig
 from stacks.plan import PlanResult, RecordedResource, run_program, stack_config
+from stacks.plan_command import HELM_RELEASE
 from tests.conformance.promql import dashboard_expressions, label_names, metric_names, promtool_check
 
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 # Labels dcgm-exporter 4.8.2 puts on every metric (FACTS §4; `Hostname` is the node name from NODE_NAME).
 DCGM_LABELS = {"gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION"}
 

@@ -23,16 +23,16 @@ from components.karpenter_iam import (
     interruption_queue_policy,
 )
 from components.karpenter_manifests import CHART, CRD_CHART, KARPENTER_VERSION, gpu_instance_types
+from components.karpenter_manifests import NAMESPACE as KARPENTER_NAMESPACE
 from stacks.config import load_config
 from stacks.instances import SYSTEM_INSTANCE_PRICES
 from stacks.plan import PlanResult, RecordedResource, run_program, stack_config
+from stacks.plan_command import HELM_RELEASE
 from stacks.plan_mocks import ACCOUNT_ID, OIDC_ISSUER, REGION
-from stacks.platform import KARPENTER_NAMESPACE
-from tests.conformance.helm_values import reference_values, unknown_value_paths
+from tests.conformance.helm_values import reference_chart, reference_values, unknown_value_paths
 
 PREFIX = "llm-dev-karpenter"
 CLUSTER = "llm-dev"
-RELEASE = "kubernetes:helm.sh/v3:Release"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 # The ARNs the plan's mocks give these resources: arn:aws:<service>:<region>:<account>:<name>.
@@ -95,6 +95,22 @@ def upstream_policy(upstream: dict[str, Any], name: str, values: dict[str, str])
     return json.loads(render_sub(upstream["Resources"][name]["Properties"]["PolicyDocument"]["Sub"], values))
 
 
+def example_scope() -> tuple[dict[str, str], ControllerScope]:
+    """Upstream's template parameters and our controller scope for one made-up cluster, c1."""
+    values = upstream_values(
+        "c1", "arn:aws:iam::123456789012:role/n", "arn:aws:sqs:us-west-2:123456789012:c1"
+    )
+    scope = ControllerScope(
+        "aws",
+        REGION,
+        ACCOUNT_ID,
+        "c1",
+        values["KarpenterNodeRole.Arn"],
+        values["KarpenterInterruptionQueue.Arn"],
+    )
+    return values, scope
+
+
 def actions(document: dict[str, Any]) -> set[str]:
     found: set[str] = set()
     for statement in document["Statement"]:
@@ -123,7 +139,7 @@ def node_class(plan: PlanResult, name: str) -> dict[str, Any]:
 
 
 def karpenter_release(plan: PlanResult) -> RecordedResource:
-    return only(plan, RELEASE, lambda r: r.inputs["chart"] == CHART)
+    return only(plan, HELM_RELEASE, lambda r: r.inputs["chart"] == CHART)
 
 
 def requirement(pool: dict[str, Any], key: str) -> dict[str, Any]:
@@ -192,17 +208,7 @@ def test_plan_policy_equals_upstreams_for_this_cluster(dev_plan, upstream, upstr
 
 
 def test_every_upstream_controller_action_is_granted_and_no_other_but_spot_role_creation(upstream):
-    values = upstream_values(
-        "c1", "arn:aws:iam::123456789012:role/n", "arn:aws:sqs:us-west-2:123456789012:c1"
-    )
-    scope = ControllerScope(
-        "aws",
-        REGION,
-        ACCOUNT_ID,
-        "c1",
-        values["KarpenterNodeRole.Arn"],
-        values["KarpenterInterruptionQueue.Arn"],
-    )
+    values, scope = example_scope()
     upstream_actions = set().union(
         *(actions(upstream_policy(upstream, name, values)) for name in UPSTREAM_POLICY_NAMES)
     )
@@ -213,17 +219,7 @@ def test_every_upstream_controller_action_is_granted_and_no_other_but_spot_role_
 
 
 def test_no_wildcard_resource_or_action_beyond_upstreams(upstream):
-    values = upstream_values(
-        "c1", "arn:aws:iam::123456789012:role/n", "arn:aws:sqs:us-west-2:123456789012:c1"
-    )
-    scope = ControllerScope(
-        "aws",
-        REGION,
-        ACCOUNT_ID,
-        "c1",
-        values["KarpenterNodeRole.Arn"],
-        values["KarpenterInterruptionQueue.Arn"],
-    )
+    values, scope = example_scope()
     # Actions that upstream grants on Resource "*": only those may be unscoped in ours.
     unscoped_upstream = {
         action
@@ -349,8 +345,8 @@ def test_five_event_rules_with_upstreams_patterns_each_targeting_the_queue(dev_p
 
 def test_release_is_the_pinned_oci_chart_with_crds_from_their_own_release(dev_plan, reference):
     release = karpenter_release(dev_plan).inputs
-    crds = only(dev_plan, RELEASE, lambda r: r.inputs["chart"] == CRD_CHART).inputs
-    chart = yaml.safe_load((reference / "karpenter" / "Chart.yaml").read_text())
+    crds = only(dev_plan, HELM_RELEASE, lambda r: r.inputs["chart"] == CRD_CHART).inputs
+    chart = reference_chart(reference, "karpenter")
     assert release["chart"] == "oci://public.ecr.aws/karpenter/karpenter"
     assert crds["chart"] == "oci://public.ecr.aws/karpenter/karpenter-crd"
     assert release["version"] == crds["version"] == KARPENTER_VERSION == chart["version"] == "1.14.1"
@@ -591,8 +587,7 @@ def test_component_stands_alone_on_plain_inputs_and_waits_for_what_it_is_given()
 def test_destroy_cannot_hang_on_a_system_node_that_never_drains(dev_plan):
     # Karpenter force-drains a system node after its grace period (15 minutes); the node class deletion,
     # which waits for its nodes, must be allowed longer than that.
-    system_pool = next(r for r in dev_plan.of_type(NODE_POOL) if r.inputs["metadata"]["name"] == "system")
-    grace = system_pool.inputs["spec"]["template"]["spec"]["terminationGracePeriod"]
+    grace = node_pool(dev_plan, "system")["spec"]["template"]["spec"]["terminationGracePeriod"]
     assert grace.endswith("m") and NODE_CLASS_DELETE_TIMEOUT.endswith("m")
     # Prometheus' own grace is 600 s (prometheus-operator default): the node's must be longer.
     assert 10 < int(grace[:-1]) < int(NODE_CLASS_DELETE_TIMEOUT[:-1])

@@ -27,11 +27,10 @@ from components.monitoring import (
 )
 from stacks.config import MonitoringSettings, PlatformConfig
 from stacks.plan import SECRET, PlanResult, RecordedResource, run_program, stack_config
-from stacks.plan_command import write_plan
+from stacks.plan_command import HELM_RELEASE, write_plan
 from stacks.plan_mocks import ACCOUNT_ID, OIDC_ISSUER, mock_random_password
 from tests.conformance.helm_values import lookup, reference_values
 
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 OIDC_ARN = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{OIDC_ISSUER}"
 OIDC_URL = f"https://{OIDC_ISSUER}"
 EPHEMERAL = MonitoringSettings(retention="15d", persistence=False, storage_gib=50)

@@ -9,6 +9,7 @@ values.yaml that the parent chart's file does not repeat). Paths are dotted: `gr
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,18 @@ from typing import Any
 import yaml
 
 from stacks.plan import PlanResult
-
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+from stacks.plan_command import HELM_RELEASE
 
 
 def reference_values(reference: Path, chart_dir: str) -> dict[str, Any]:
-    return yaml.safe_load((reference / chart_dir / "values.yaml").read_text()) or {}
+    """The chart's default values; a copy, so a caller may change it."""
+    return copy.deepcopy(_parsed_values(reference / chart_dir / "values.yaml"))
+
+
+@functools.cache
+def _parsed_values(path: Path) -> dict[str, Any]:
+    """Parsed once per session: kube-prometheus-stack's values.yaml alone takes a quarter second."""
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def reference_chart(reference: Path, chart_dir: str) -> dict[str, Any]:

@@ -81,11 +81,14 @@ def promtool() -> str:
     return path
 
 
+def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run promtool with these arguments; the caller checks the return code and output."""
+    return subprocess.run([promtool(), *args], capture_output=True, text=True, check=False)
+
+
 def promtool_check(exprs: Sequence[str], directory: Path) -> subprocess.CompletedProcess[str]:
     """Run `promtool check rules` on one recording rule per expression."""
     rules = [{"record": f"dashboard:query_{index}", "expr": as_promql(e)} for index, e in enumerate(exprs)]
     rule_file = directory / "queries.rules.yaml"
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": "queries", "rules": rules}]}))
-    return subprocess.run(
-        [promtool(), "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
-    )
+    return run_promtool("check", "rules", str(rule_file))

@@ -27,6 +27,18 @@ class Node:
     taints: Sequence[Mapping[str, str]] = field(default_factory=tuple)
 
 
+def node_from_pool(pool: Mapping[str, Any], instance_labels: Mapping[str, str], name: str) -> Node:
+    """A node a NodePool would launch: its template's labels and taints, the pool name label
+    (karpenter.sh/nodepool, set by Karpenter on every node), and the instance type's well-known labels."""
+    template = pool["spec"]["template"]
+    labels = {
+        **instance_labels,
+        **(template.get("metadata") or {}).get("labels", {}),
+        "karpenter.sh/nodepool": pool["metadata"]["name"],
+    }
+    return Node(name, labels, tuple(template["spec"].get("taints") or ()))
+
+
 def requirement_matches(requirement: Mapping[str, Any], values_by_key: Mapping[str, str]) -> bool:
     key, operator = requirement["key"], requirement["operator"]
     wanted = list(requirement.get("values") or [])

@@ -4,14 +4,13 @@ structural schema of the served version (unknown fields rejected) and the CRDs' 
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stacks.plan import PlanResult, run_program, stack_config
+from stacks.plan import PlanResult
 from tests.conformance.crd_schema import Crds, cel_errors, load_crds, schema_errors, strict_schema
 
 KARPENTER_TYPES = ("kubernetes:karpenter.sh/", "kubernetes:karpenter.k8s.aws/")
@@ -43,13 +42,11 @@ def karpenter_objects(plan: PlanResult) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
-def objects(request, dev_plan, prod_plan) -> list[dict[str, Any]]:
+def objects(request, dev_plan, prod_plan, plan_with) -> list[dict[str, Any]]:
     stack, overrides = VARIANTS[request.param]
     if not overrides:
         return karpenter_objects(dev_plan if stack == "dev" else prod_plan)
-    config, secret_keys = stack_config(stack)
-    config.update({key: json.dumps(value) for key, value in overrides.items()})
-    return karpenter_objects(run_program(stack, config, secret_keys))
+    return karpenter_objects(plan_with(overrides, stack))
 
 
 def test_the_plan_has_both_node_classes_and_both_node_pools(objects):

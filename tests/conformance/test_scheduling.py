@@ -9,7 +9,6 @@ and the rest of kube-prometheus-stack must fit the system pool and stay off GPU 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tests.conformance.helm_values import helm_merge, lookup, reference_values, 
 from tests.conformance.scheduling import (
     Node,
     node_affinity_matches,
+    node_from_pool,
     requirement_matches,
     schedulable,
     toleration_matches,
@@ -55,18 +55,12 @@ GPU_NODE_AS_SPECIFIED = Node(
     {**G6_XLARGE_LABELS, "karpenter.sh/nodepool": "gpu", "nvidia.com/gpu.present": "true"},
     ({"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"},),
 )
-
-
-def node_from_pool(pool: Mapping[str, Any], instance_labels: Mapping[str, str], name: str) -> Node:
-    """A node a NodePool would launch: its template's labels and taints, the pool name label, and the
-    instance type's well-known labels."""
-    template = pool["spec"]["template"]
-    labels = {
-        **instance_labels,
-        **(template.get("metadata") or {}).get("labels", {}),
-        "karpenter.sh/nodepool": pool["metadata"]["name"],
-    }
-    return Node(name, labels, tuple(template["spec"].get("taints") or ()))
+# The same node from a GPU pool that lost the gpu.present label.
+GPU_NODE_WITHOUT_PRESENT_LABEL = Node(
+    GPU_NODE_AS_SPECIFIED.name,
+    {k: v for k, v in GPU_NODE_AS_SPECIFIED.labels.items() if k != "nvidia.com/gpu.present"},
+    GPU_NODE_AS_SPECIFIED.taints,
+)
 
 
 @pytest.fixture(scope="module")
@@ -102,24 +96,14 @@ def test_gpu_agents_schedule_on_gpu_nodes_only(
 def test_gpu_agents_still_schedule_when_the_pool_drops_the_gpu_present_label(
     dev_plan: PlanResult, reference: Path, chart: str
 ):
-    unlabelled = Node(
-        GPU_NODE_AS_SPECIFIED.name,
-        {k: v for k, v in GPU_NODE_AS_SPECIFIED.labels.items() if k != "nvidia.com/gpu.present"},
-        GPU_NODE_AS_SPECIFIED.taints,
-    )
-    assert schedulable(effective_values(dev_plan, reference, chart), unlabelled)
+    assert schedulable(effective_values(dev_plan, reference, chart), GPU_NODE_WITHOUT_PRESENT_LABEL)
 
 
 def test_upstream_defaults_alone_fail_in_the_ways_the_overrides_fix(reference: Path, system_node: Node):
     """The checks above can fail: the charts' own defaults miss a Karpenter GPU node without the
     gpu.present label (device plugin: NFD-only affinity) or with the taint (DCGM: no GPU toleration)."""
-    unlabelled = Node(
-        GPU_NODE_AS_SPECIFIED.name,
-        {k: v for k, v in GPU_NODE_AS_SPECIFIED.labels.items() if k != "nvidia.com/gpu.present"},
-        GPU_NODE_AS_SPECIFIED.taints,
-    )
     device_plugin_defaults = reference_values(reference, "nvidia-device-plugin")
-    assert not schedulable(device_plugin_defaults, unlabelled)
+    assert not schedulable(device_plugin_defaults, GPU_NODE_WITHOUT_PRESENT_LABEL)
     dcgm_defaults = reference_values(reference, "dcgm-exporter")
     assert not schedulable(dcgm_defaults, GPU_NODE_AS_SPECIFIED)
     assert schedulable(dcgm_defaults, system_node)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,8 +21,8 @@ import pytest
 
 from stacks.plan import SECRET, PlanResult, run_program, stack_config
 from stacks.plan_command import write_plan
-from tests.conformance.crd_schema import load_crds, schema_errors
-from tests.conformance.scheduling import Node, schedulable
+from tests.conformance.crd_schema import Crds, load_crds, schema_errors
+from tests.conformance.scheduling import Node, node_from_pool, schedulable
 
 MODEL_SERVER = "selfhost:index:ModelServer"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -71,20 +70,18 @@ def kubernetes_version(plan: PlanResult) -> str:
     return f"{plan.config.cluster.version}.0"
 
 
-def planned(stack: str, overrides: Mapping[str, object]) -> PlanResult:
-    config, secret_keys = stack_config(stack)
-    for key, value in overrides.items():
-        config[key] = value if isinstance(value, str) else json.dumps(value)
-    return run_program(stack, config, secret_keys)
-
-
 @pytest.fixture(scope="module", params=list(CASES))
-def case_plan(request, dev_plan, prod_plan) -> PlanResult:
+def case_plan(request, dev_plan, prod_plan, plan_with) -> PlanResult:
     """Each case planned once for every test of this module."""
     stack, overrides = CASES[request.param]
     if not overrides:
         return dev_plan if stack == "dev" else prod_plan
-    return planned(stack, overrides)
+    return plan_with(overrides, stack)
+
+
+@pytest.fixture(scope="module")
+def operator_crds(reference: Path) -> Crds:
+    return load_crds(reference / OPERATOR_CRDS)
 
 
 def test_core_objects_validate_strictly(case_plan):
@@ -99,19 +96,18 @@ def test_core_objects_validate_strictly(case_plan):
             pytest.fail(f"{manifest['kind']} {manifest['metadata']['name']}: {str(error).splitlines()[0]}")
 
 
-def test_monitoring_objects_validate_against_the_operator_crds(case_plan, reference):
-    crds = load_crds(reference / OPERATOR_CRDS)
+def test_monitoring_objects_validate_against_the_operator_crds(case_plan, operator_crds):
     objects = serving_objects(case_plan)
     for kind in CUSTOM_KINDS:
         manifest = of_kind(objects, kind)
         assert manifest["apiVersion"] == "monitoring.coreos.com/v1"
-        assert schema_errors(crds, manifest) == [], kind
+        assert schema_errors(operator_crds, manifest) == [], kind
 
 
-def test_strict_crd_schema_rejects_unknown_fields(reference, dev_plan):
+def test_strict_crd_schema_rejects_unknown_fields(operator_crds, dev_plan):
     monitor = copy.deepcopy(of_kind(serving_objects(dev_plan), "ServiceMonitor"))
     monitor["spec"]["endpoints"][0]["metricsPath"] = "/metrics"
-    errors = schema_errors(load_crds(reference / OPERATOR_CRDS), monitor)
+    errors = schema_errors(operator_crds, monitor)
     assert len(errors) == 1 and "metricsPath" in errors[0]
 
 
@@ -143,13 +139,14 @@ def test_service_selects_the_pods(case_plan):
     assert service["spec"]["ports"][0]["targetPort"] in {port["name"] for port in container["ports"]}
 
 
+def node_pool(plan: PlanResult, pool: str) -> dict[str, Any]:
+    (found,) = [r.inputs for r in plan.of_type(NODE_POOL) if r.inputs["metadata"]["name"] == pool]
+    return found
+
+
 def pool_node(plan: PlanResult, pool: str) -> Node:
-    """A node as Karpenter launches it from the plan's NodePool: the template's labels plus the pool label,
-    and the template's taints."""
-    (node_pool,) = [r.inputs for r in plan.of_type(NODE_POOL) if r.inputs["metadata"]["name"] == pool]
-    template = node_pool["spec"]["template"]
-    labels = {**template["metadata"]["labels"], "karpenter.sh/nodepool": pool}
-    return Node(f"{pool}-node", labels, template["spec"].get("taints") or [])
+    """A node as Karpenter launches it from the plan's NodePool (no instance-type labels needed here)."""
+    return node_from_pool(node_pool(plan, pool), {}, f"{pool}-node")
 
 
 def test_pods_schedule_on_gpu_nodes_only(case_plan):
@@ -190,7 +187,7 @@ def test_replicas_per_node_fit_the_instance(case_plan, reference):
 
 
 def test_gpu_node_pool_limit_leaves_room_for_a_surge_pod(case_plan):
-    (gpu_pool,) = [r.inputs for r in case_plan.of_type(NODE_POOL) if r.inputs["metadata"]["name"] == "gpu"]
+    gpu_pool = node_pool(case_plan, "gpu")
     deployment = of_kind(serving_objects(case_plan), "Deployment")
     gpus = int(
         deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"]

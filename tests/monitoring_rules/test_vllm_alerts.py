@@ -7,7 +7,6 @@ annotations' templates are parsed by `promtool check rules` on the full file.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from components.serving_alerts import prometheus_rule, rule_groups
 from components.serving_manifests import ServingSettings, serving_settings
 from stacks.config import load_config
 from stacks.plan import stack_config
-from tests.conformance.promql import metric_names, promtool
+from tests.conformance.promql import metric_names, run_promtool
 
 # What the alerts may read. vLLM (vllm/v1/metrics/loggers.py; counters exposed with _total, histograms as
 # _bucket/_sum/_count): the gauges, counters and histograms below. vLLM's OpenAI server, through
@@ -251,10 +250,6 @@ CASES: dict[str, list[dict]] = {
         ),
     ],
 }
-
-
-def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, check=False)
 
 
 def write_rules(directory: Path, groups: list[dict[str, Any]]) -> Path:

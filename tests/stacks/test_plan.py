@@ -98,9 +98,8 @@ def test_secure_values_in_stack_files_are_masked(tmp_path: Path):
     assert secret_keys == ["llm:hfToken"]
 
 
-def test_report_says_when_prices_come_from_another_region(tmp_path):
-    config, secret_keys = stack_config("dev")
-    report = write_plan(run_program("dev", {**config, "aws:region": "eu-west-1"}, secret_keys), tmp_path)
+def test_report_says_when_prices_come_from_another_region(tmp_path, dev_plan, plan_with):
+    report = write_plan(plan_with({"aws:region": "eu-west-1"}), tmp_path)
     assert "costs are us-west-2 list prices; prices in eu-west-1 may differ" in report["warnings"]
-    dev_report = write_plan(run_program("dev", config, secret_keys), tmp_path / "dev")
+    dev_report = write_plan(dev_plan, tmp_path / "dev")
     assert not any("list prices" in warning for warning in dev_report["warnings"])

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from stacks.cli import main
-from stacks.plan import run_program, stack_config
 from stacks.plan_command import write_plan
 from stacks.plan_diff import (
     MISSING,
@@ -23,12 +22,11 @@ PR_OVERRIDES = {"network:natGateways": "perAz", "llm:replicas": "2"}
 
 
 @pytest.fixture(scope="module")
-def two_plans(tmp_path_factory) -> tuple[Path, Path]:
+def two_plans(tmp_path_factory, dev_plan, plan_with) -> tuple[Path, Path]:
     """The dev plan as on the base branch and as a pull request that changes it, written as the CLI would."""
     root = tmp_path_factory.mktemp("plans")
-    config, secret_keys = stack_config("dev")
-    write_plan(run_program("dev", config, secret_keys), root / "base")
-    write_plan(run_program("dev", {**config, **PR_OVERRIDES}, secret_keys), root / "pr")
+    write_plan(dev_plan, root / "base")
+    write_plan(plan_with(PR_OVERRIDES), root / "pr")
     return root / "base", root / "pr"
 
 
