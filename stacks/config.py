@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import pulumi
 
-from stacks.instances import GPU_INSTANCES, GpuInstance
-from stacks.kubernetes_versions import EKS_VERSIONS, support_status
-from stacks.models import MODELS, ModelSpec
+from stacks.catalogs.eks_versions import EKS_VERSIONS, support_status
+from stacks.catalogs.instances import GPU_INSTANCES, GpuInstance
+from stacks.catalogs.models import MODELS, ModelSpec
 from stacks.sizing import ServingPlan, SizingError, plan_serving
 
 Kind = Literal["string", "integer", "number", "boolean", "array"]
@@ -550,7 +550,7 @@ def _network(read: _Reader) -> NetworkSettings:
     except ValueError:
         read.bad("network:cidr", cidr, "an IPv4 network in CIDR form with host bits zero, e.g. 10.0.0.0/16")
     else:
-        # AWS allows /16 to /28 VPCs; from /21 on, the subnet layout (components/network.py) leaves too
+        # AWS allows /16 to /28 VPCs; from /21 on, the subnet layout (components/network/component.py) leaves too
         # few addresses for pods (one VPC address each) and for load balancers in the public subnets.
         if not 16 <= network.prefixlen <= 20:
             read.bad(

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stacks.catalogs.instances import SYSTEM_INSTANCE_PRICES
 from stacks.config import PlatformConfig
-from stacks.instances import SYSTEM_INSTANCE_PRICES
 
 # Every price in the catalogs and here is a us-west-2 list price.
 PRICE_REGION = "us-west-2"

@@ -6,14 +6,14 @@ from typing import Any
 
 import pulumi
 
-from components.cluster import Cluster, ClusterArgs, update_kubeconfig_command
-from components.gpu import GpuSupport, GpuSupportArgs
-from components.karpenter import Karpenter, KarpenterArgs
-from components.karpenter_manifests import NAMESPACE as KARPENTER_NAMESPACE
-from components.monitoring import Monitoring, MonitoringArgs
-from components.network import Network, NetworkArgs
-from components.serving import ModelServer, ModelServerArgs, require_model_access
-from components.serving_manifests import serving_settings
+from components.cluster.component import Cluster, ClusterArgs, update_kubeconfig_command
+from components.gpu.component import GpuSupport, GpuSupportArgs
+from components.karpenter.component import Karpenter, KarpenterArgs
+from components.karpenter.nodes import NAMESPACE as KARPENTER_NAMESPACE
+from components.monitoring.component import Monitoring, MonitoringArgs
+from components.network.component import Network, NetworkArgs
+from components.serving.component import ModelServer, ModelServerArgs, require_model_access
+from components.serving.manifests import serving_settings
 from stacks.config import PlatformConfig
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stacks.instances import GIB, GPU_INSTANCES, GpuInstance
-from stacks.models import ModelSpec
+from stacks.catalogs.instances import GIB, GPU_INSTANCES, GpuInstance
+from stacks.catalogs.models import ModelSpec
 
 # Measured vLLM non-KV overhead per GPU is about 1-2 GiB for 7B-70B models (CUDA context ~0.5 GiB,
 # activation peak and CUDA graphs the rest); 2 GiB keeps the estimate on the safe side.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.plan import PlanResult, plan_stack, run_program, stack_config
+from selfhost.plan.runner import PlanResult, plan_stack, run_program, stack_config
 
 REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
 

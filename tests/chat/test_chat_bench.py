@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chat.bench import BenchSettings, LevelResult, percentile, run_benchmark
-from stacks.cli import main
+from selfhost.cli import main
 from tests.chat.fake_server_process import API_KEY, FakeServer
 
 SCHEDSTAT = Path("/proc/self/schedstat")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.cli import main
+from selfhost.cli import main
 from tests.chat.fake_server_process import API_KEY, FakeServer
 
 FAKE_KUBECTL = Path(__file__).with_name("fake_kubectl.py")

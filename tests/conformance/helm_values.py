@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from stacks.plan import PlanResult
-from stacks.plan_command import HELM_RELEASE
+from selfhost.plan.command import HELM_RELEASE
+from selfhost.plan.runner import PlanResult
 
 
 def reference_values(reference: Path, chart_dir: str) -> dict[str, Any]:

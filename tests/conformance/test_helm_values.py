@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.plan import PlanResult
+from selfhost.plan.runner import PlanResult
 from tests.conformance.helm_values import (
     helm_merge,
     lookup,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stacks.plan import PlanResult
+from selfhost.plan.runner import PlanResult
 from tests.conformance.crd_schema import Crds, cel_errors, load_crds, schema_errors, strict_schema
 
 KARPENTER_TYPES = ("kubernetes:karpenter.sh/", "kubernetes:karpenter.k8s.aws/")

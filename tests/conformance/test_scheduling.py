@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from components.karpenter_manifests import gpu_node_pool, system_node_pool
-from stacks.plan import PlanResult
+from components.karpenter.nodes import gpu_node_pool, system_node_pool
+from selfhost.plan.runner import PlanResult
 from tests.conformance.helm_values import helm_merge, lookup, reference_values, releases
 from tests.conformance.scheduling import (
     Node,

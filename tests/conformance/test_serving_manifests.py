@@ -19,8 +19,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from stacks.plan import SECRET, PlanResult, run_program, stack_config
-from stacks.plan_command import write_plan
+from selfhost.plan.command import write_plan
+from selfhost.plan.runner import SECRET, PlanResult, run_program, stack_config
 from tests.conformance.crd_schema import Crds, load_crds, schema_errors
 from tests.conformance.scheduling import Node, node_from_pool, schedulable
 
@@ -28,7 +28,7 @@ MODEL_SERVER = "selfhost:index:ModelServer"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 OPERATOR_CRDS = "kube-prometheus-stack/crds"
 CUSTOM_KINDS = ("ServiceMonitor", "PrometheusRule")
-# What DaemonSets on a GPU node request (components/serving_budget.py lists the sources): kube-proxy
+# What DaemonSets on a GPU node request (components/serving/budget.py lists the sources): kube-proxy
 # 100m, aws-node 2 x 25m, dcgm-exporter 100m/128Mi, ebs-csi-node 3 x 10m/40Mi.
 DAEMONSET_CPU_MILLICORES = 100 + 50 + 100 + 30
 DAEMONSET_MEMORY_MIB = 128 + 120
@@ -163,7 +163,7 @@ ALLOCATABLE_ROW = re.compile(
 
 def reference_allocatable(reference: Path) -> dict[str, tuple[int, int, int]]:
     """GPUs, allocatable millicores and MiB per instance type, from the reference facts (Karpenter's
-    instance-types.md), independent of the catalog in stacks/instances.py."""
+    instance-types.md), independent of the catalog in stacks/catalogs/instances.py."""
     rows = {}
     for line in (reference / "FACTS.md").read_text().splitlines():
         match = ALLOCATABLE_ROW.match(line)

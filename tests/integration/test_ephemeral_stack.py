@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks.automation_command import Console, open_stack, wait_for_model
-from stacks.plan import PROJECT_DIR
+from selfhost.automation.command import Console, open_stack, wait_for_model
+from selfhost.plan.runner import PROJECT_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from policy.rules import EKS_COMPONENT, NODE_POOL, SERVICE
-from stacks.plan import PROJECT, PlanResult
+from selfhost.plan.runner import PROJECT, PlanResult
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policy"
 POLICY_NAMES = {

@@ -32,7 +32,7 @@ from policy.rules import (
     service_exposure_violations,
     vllm_api_key_violations,
 )
-from stacks.plan import PlanResult
+from selfhost.plan.runner import PlanResult
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 

@@ -3,8 +3,8 @@ from datetime import date
 
 import pytest
 
+from selfhost.plan.runner import run_program, stack_config
 from stacks.config import KEYS, MAX_STACK_NAME_LENGTH, ConfigError, load_config
-from stacks.plan import run_program, stack_config
 
 TODAY = date(2026, 11, 26)
 

@@ -1,8 +1,8 @@
 import pytest
 
+from selfhost.plan.runner import stack_config
 from stacks.config import load_config
 from stacks.cost import cost_items, total_usd_per_hour
-from stacks.plan import stack_config
 
 
 def items_of(stack: str) -> dict[str, float]:

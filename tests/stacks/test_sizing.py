@@ -7,8 +7,8 @@ L40S: 45,776 MiB = 47,999,614,976 B; x 0.9 = 43,199,653,478.4 B.   A100 40GB: 40
 
 import pytest
 
-from stacks.instances import GPU_INSTANCES
-from stacks.models import MODELS
+from stacks.catalogs.instances import GPU_INSTANCES
+from stacks.catalogs.models import MODELS
 from stacks.sizing import SizingError, plan_serving
 
 MISTRAL = MODELS["mistralai/Mistral-7B-Instruct-v0.2"]

@@ -1,0 +1,284 @@
+"""The EKS cluster: API-only authentication, admin access entries, IRSA, secrets encryption, control-plane
+logs, Fargate for Karpenter and CoreDNS, and the Kubernetes provider every other component uses.
+
+No node group: Karpenter buys every EC2 node. Its controller and CoreDNS run on Fargate, so the cluster
+schedules them (and resolves names) before the first node exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from components.karpenter.iam import aws_managed_policy_arn
+from components.karpenter.nodes import DISCOVERY_TAG
+from stacks.config import ClusterSettings
+
+# Control-plane log streams sent to CloudWatch (EKS user guide, "Send control plane logs to CloudWatch
+# Logs"); controllerManager and scheduler are left out as rarely read and billed per GB ingested.
+CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator")
+# EKS writes to this group (same guide); creating it first bounds its retention, which is forever otherwise.
+LOG_RETENTION_DAYS = 30
+# EKS CoreDNS pods carry this label (EKS user guide, "Get started with AWS Fargate": the CoreDNS profile
+# selects namespace kube-system and labels k8s-app=kube-dns).
+COREDNS_LABELS = {"k8s-app": "kube-dns"}
+
+
+def arn_partition(arn: str) -> str:
+    """aws, aws-cn or aws-us-gov: the second field of an ARN."""
+    return arn.split(":")[1]
+
+
+def admin_access_entries(role_arns: Sequence[str]) -> dict[str, eks.AccessEntryArgsDict]:
+    """Cluster-admin access entries, keyed by account and role name so that reordering changes nothing."""
+    entries: dict[str, eks.AccessEntryArgsDict] = {}
+    for arn in role_arns:
+        account, role = arn.split(":")[4], arn.rsplit("/", 1)[-1]
+        entries[f"admin-{account}-{role}"] = {
+            "principal_arn": arn,
+            "type": eks.AccessEntryType.STANDARD,
+            "access_policies": {
+                # EKS user guide, "Review access policy permissions": the cluster-admin equivalent.
+                "cluster-admin": {
+                    "policy_arn": f"arn:{arn_partition(arn)}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                    "access_scope": {"type": "cluster"},
+                }
+            },
+        }
+    return entries
+
+
+def fargate_selectors(namespaces: Sequence[str]) -> list[aws.eks.FargateProfileSelectorArgsDict]:
+    """Whole namespaces (Karpenter's) plus CoreDNS alone, so that other kube-system pods stay on nodes."""
+    selectors: list[aws.eks.FargateProfileSelectorArgsDict] = [
+        {"namespace": namespace} for namespace in namespaces
+    ]
+    selectors.append({"namespace": "kube-system", "labels": dict(COREDNS_LABELS)})
+    return selectors
+
+
+def pod_execution_trust_policy(
+    partition: str, region: str, account_id: str, cluster_name: str
+) -> dict[str, Any]:
+    """Fargate may assume the role only for this cluster's profiles: the confused-deputy guard from the EKS
+    user guide, "Amazon EKS Pod execution IAM role"."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "eks-fargate-pods.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{partition}:eks:{region}:{account_id}:fargateprofile/{cluster_name}/*"
+                    }
+                },
+            }
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class EndpointAccess:
+    public: bool
+    public_cidrs: list[str] | None
+
+
+def endpoint_access(public_access_cidrs: Sequence[str]) -> EndpointAccess:
+    """The public endpoint only for the given CIDRs, or off when there are none. pulumi-eks rejects CIDRs
+    on a cluster whose public endpoint is off, so they are left unset then."""
+    return EndpointAccess(public=bool(public_access_cidrs), public_cidrs=list(public_access_cidrs) or None)
+
+
+def kubeconfig_endpoint(kubeconfig_json: str) -> str:
+    """The API server URL: pulumi-eks writes the cluster endpoint as the kubeconfig's only server."""
+    return json.loads(kubeconfig_json)["clusters"][0]["cluster"]["server"]
+
+
+def update_kubeconfig_command(region: str, cluster_name: str) -> str:
+    return f"aws eks update-kubeconfig --region {region} --name {cluster_name}"
+
+
+@dataclass
+class ClusterArgs:
+    name: str
+    region: str
+    settings: ClusterSettings
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    # Namespaces whose pods run on Fargate (Karpenter's); CoreDNS is always added.
+    fargate_namespaces: Sequence[str]
+    # The AWS CLI profile `aws eks get-token` must use; None: the default credential chain.
+    aws_profile: str | None = None
+    # Resources the control plane waits for, e.g. the network's NAT routes that CoreDNS needs to pull images.
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class Cluster(pulumi.ComponentResource):
+    eks: eks.Cluster
+    provider: k8s.Provider
+    name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_provider_url: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    cluster_security_group_id: pulumi.Output[str]
+    node_security_group_id: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("selfhost:index:Cluster", resource_name, None, opts)
+        self._args = args
+        self._child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self._partition = aws.get_partition_output(opts=invoke).partition
+        self._account_id = aws.get_caller_identity_output(opts=invoke).account_id
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{args.name}-control-plane",
+            name=f"/aws/eks/{args.name}/cluster",
+            retention_in_days=LOG_RETENTION_DAYS,
+            opts=self._child,
+        )
+        pod_execution_role, pod_execution_policy = self._pod_execution_role()
+        self.eks = self._eks_cluster(
+            self._secrets_key(),
+            pod_execution_role,
+            depends_on=[log_group, pod_execution_policy, *args.depends_on],
+        )
+        self.provider = self._kubernetes_provider()
+
+        # The name resolves once the control plane exists, so that resources naming the cluster wait for it.
+        self.name = self.eks.cluster_security_group_id.apply(lambda _: args.name)
+        self.endpoint = pulumi.Output.unsecret(self.eks.kubeconfig_json.apply(kubeconfig_endpoint))
+        self.kubeconfig = pulumi.Output.secret(self.eks.kubeconfig_json)
+        self.oidc_provider_arn = self.eks.oidc_provider_arn
+        self.oidc_provider_url = self.eks.oidc_provider_url
+        self.oidc_issuer = self.eks.oidc_issuer
+        self.cluster_security_group_id = self.eks.cluster_security_group_id
+        self.node_security_group_id = self.eks.node_security_group_id
+        self.register_outputs(
+            {
+                "name": self.name,
+                "endpoint": self.endpoint,
+                "kubeconfig": self.kubeconfig,
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "oidc_provider_url": self.oidc_provider_url,
+                "oidc_issuer": self.oidc_issuer,
+                "cluster_security_group_id": self.cluster_security_group_id,
+                "node_security_group_id": self.node_security_group_id,
+            }
+        )
+
+    def _secrets_key(self) -> aws.kms.Key:
+        name = self._args.name
+        key = aws.kms.Key(
+            f"{name}-eks-secrets",
+            description=f"Envelope encryption of Kubernetes secrets in EKS cluster {name}",
+            enable_key_rotation=True,
+            opts=self._child,
+        )
+        aws.kms.Alias(
+            f"{name}-eks-secrets-alias",
+            name=f"alias/{name}-eks-secrets",
+            target_key_id=key.key_id,
+            opts=self._child,
+        )
+        return key
+
+    def _pod_execution_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
+        name, region = self._args.name, self._args.region
+        role = aws.iam.Role(
+            f"{name}-fargate-pods",
+            name=f"{name}-fargate-pods",
+            description=f"Fargate pod execution role of EKS cluster {name} (image pulls, node registration)",
+            assume_role_policy=pulumi.Output.all(self._partition, self._account_id).apply(
+                lambda values: json.dumps(pod_execution_trust_policy(values[0], region, values[1], name))
+            ),
+            opts=self._child,
+        )
+        policy = aws.iam.RolePolicyAttachment(
+            f"{name}-fargate-pods-policy",
+            role=role.name,
+            policy_arn=self._partition.apply(
+                lambda partition: aws_managed_policy_arn(partition, "AmazonEKSFargatePodExecutionRolePolicy")
+            ),
+            opts=self._child,
+        )
+        return role, policy
+
+    def _eks_cluster(
+        self, secrets_key: aws.kms.Key, pod_execution_role: aws.iam.Role, depends_on: list[pulumi.Resource]
+    ) -> eks.Cluster:
+        args, settings = self._args, self._args.settings
+        access = endpoint_access(settings.public_access_cidrs)
+        return eks.Cluster(
+            args.name,
+            name=args.name,
+            version=settings.version,
+            # Without it the cluster moves to extended support ($0.60/h instead of $0.10/h) when its version
+            # leaves standard support; STANDARD upgrades the version instead.
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=settings.support_type),
+            # Unset means the deprecated aws-auth ConfigMap; access entries need API.
+            authentication_mode=eks.AuthenticationMode.API,
+            access_entries=admin_access_entries(settings.admin_role_arns),
+            vpc_id=args.vpc_id,
+            # Control-plane network interfaces go into private subnets only; load balancers find the public
+            # subnets by their role tag, not through the cluster.
+            private_subnet_ids=args.private_subnet_ids,
+            endpoint_private_access=True,
+            endpoint_public_access=access.public,
+            public_access_cidrs=access.public_cidrs,
+            skip_default_node_group=True,
+            # The EKS-managed cluster security group then guards both the control plane and the nodes: it
+            # admits all traffic between its members, which Fargate pods (CoreDNS, Karpenter) also join.
+            # pulumi-eks's own node group would not admit traffic from Fargate pods.
+            skip_default_security_groups=True,
+            create_oidc_provider=True,
+            # The kubeconfig (and so the Kubernetes provider) runs `aws eks get-token`; without the profile
+            # in it, a stack that names its credentials by aws:profile would authenticate as someone else.
+            provider_credential_opts=(
+                eks.KubeconfigOptionsArgs(profile_name=args.aws_profile) if args.aws_profile else None
+            ),
+            encryption_config_key_arn=secrets_key.arn,
+            enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
+            # pulumi-eks creates one profile from this and installs the CoreDNS add-on with computeType
+            # Fargate once the profile exists.
+            fargate={
+                "pod_execution_role_arn": pod_execution_role.arn,
+                "selectors": fargate_selectors(args.fargate_namespaces),
+                "subnet_ids": args.private_subnet_ids,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+
+    def _kubernetes_provider(self) -> k8s.Provider:
+        name = self._args.name
+        # pulumi-eks's cluster_security_group_tags would tag a group it did not create here (pulumi-eks#1194),
+        # so the discovery tag goes onto the EKS-managed group directly.
+        discovery_tag = aws.ec2.Tag(
+            f"{name}-cluster-sg-discovery",
+            resource_id=self.eks.cluster_security_group_id,
+            key=DISCOVERY_TAG,
+            value=name,
+            opts=self._child,
+        )
+        # Pods created before the Fargate profile exists never move to Fargate, and Karpenter finds no
+        # security group before the tag: the provider is usable only once both are in place.
+        ready_kubeconfig = pulumi.Output.all(
+            self.eks.kubeconfig_json, self.eks.fargate_profile_id, discovery_tag.id
+        ).apply(lambda values: values[0])
+        return k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=pulumi.Output.secret(ready_kubeconfig),
+            enable_server_side_apply=True,
+            opts=self._child,
+        )

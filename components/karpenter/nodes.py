@@ -1,0 +1,264 @@
+"""Karpenter's Helm values and its node classes and node pools, as plain dicts.
+
+Field names and allowed values: the v1.14.1 CRDs (karpenter.sh_nodepools.yaml,
+karpenter.k8s.aws_ec2nodeclasses.yaml) and the chart's values.yaml, in aws/karpenter-provider-aws at tag
+v1.14.1. Behaviour notes cite the v1.14 docs (website/content/en/v1.14/concepts/*.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stacks.catalogs.instances import SYSTEM_INSTANCE_PRICES, family_members
+from stacks.config import LlmSettings, PlatformConfig
+
+Manifest = dict[str, Any]
+
+KARPENTER_VERSION = "1.14.1"
+CHART = "oci://public.ecr.aws/karpenter/karpenter"
+# Helm installs a chart's crds/ only on first install and never upgrades them; upstream's upgrade guide
+# manages the CRDs with this separate chart so that a version bump also updates them.
+CRD_CHART = "oci://public.ecr.aws/karpenter/karpenter-crd"
+NAMESPACE = "karpenter"
+SERVICE_ACCOUNT = "karpenter"
+
+NODE_POOL_API = "karpenter.sh/v1"
+NODE_CLASS_API = "karpenter.k8s.aws/v1"
+NODE_CLASS_GROUP = "karpenter.k8s.aws"
+
+GPU_POOL = "gpu"
+SYSTEM_POOL = "system"
+POOL_LABEL = "selfhost/pool"
+# Karpenter labels every node with the NodePool that launched it; workloads pick a pool by this label.
+NODE_POOL_LABEL = "karpenter.sh/nodepool"
+# Karpenter's EC2NodeClass selects subnets and security groups by this tag (Karpenter getting-started guide).
+DISCOVERY_TAG = "karpenter.sh/discovery"
+# The NVIDIA device plugin's default node affinity matches this label (among NFD labels that Karpenter
+# nodes lack); without it the plugin never runs and Karpenter never sees the GPU node initialised.
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+# The extended resource the device plugin advertises; also the key of the GPU pool's taint.
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
+
+# The getting-started guide's controller size: 1 vCPU / 1Gi requests = limits. Fargate adds 256 MB and
+# rounds up, so each of the chart's 2 replicas is billed as 1 vCPU / 2 GB.
+CONTROLLER_RESOURCES = {"cpu": "1", "memory": "1Gi"}
+
+# AL2023's root device (docs: nodeclasses.md, blockDeviceMappings defaults).
+ROOT_DEVICE = "/dev/xvda"
+# Nodes are recycled after 30 days (the CRD default, stated so the choice is visible): a fresh node picks
+# up the node class's current AMI and clears whatever a long-lived host accumulates.
+EXPIRE_AFTER = "720h"
+# Longer than Prometheus' own termination grace (600 s, the prometheus-operator default), shorter than the time
+# Pulumi waits for a node class to be deleted (NODE_CLASS_DELETE_TIMEOUT in the component).
+SYSTEM_TERMINATION_GRACE_PERIOD = "15m"
+# Upper bound of the system pool: 4 nodes of the 2 vCPU / 8 GiB types it may use.
+SYSTEM_POOL_LIMITS = {"cpu": "8", "memory": "32Gi"}
+
+
+def helm_values(
+    cluster_name: str, cluster_endpoint: str, queue_name: str, controller_role_arn: str, region: str
+) -> dict[str, Any]:
+    """Values for the karpenter chart; every key exists in the chart's values.yaml."""
+    return {
+        "settings": {
+            "clusterName": cluster_name,
+            "clusterEndpoint": cluster_endpoint,
+            # The queue's name, not its URL or ARN (chart: "the name of the SQS queue").
+            "interruptionQueue": queue_name,
+        },
+        "serviceAccount": {
+            # Named explicitly because the IRSA trust policy names this exact subject.
+            "name": SERVICE_ACCOUNT,
+            "annotations": {"eks.amazonaws.com/role-arn": controller_role_arn},
+        },
+        "controller": {
+            "resources": {"requests": CONTROLLER_RESOURCES, "limits": CONTROLLER_RESOURCES},
+            # Fargate has no instance metadata to read the region from; the chart's own example of `env`.
+            "env": [{"name": "AWS_REGION", "value": region}],
+        },
+        # The controller needs DNS only for AWS endpoints (STS, EC2, SQS, SSM, pricing); it reaches the API
+        # server by the in-cluster service IP. `Default` resolves through the VPC resolver, so Karpenter
+        # starts even while CoreDNS is still pending on its Fargate profile, or has been moved to nodes
+        # that only Karpenter can buy (troubleshooting.md, "DNS chicken-and-egg").
+        "dnsPolicy": "Default",
+        # The chart default, stated because the PodDisruptionBudget and zone spread assume two.
+        "replicas": 2,
+    }
+
+
+def gpu_instance_types(llm: LlmSettings) -> list[str]:
+    """The configured type first, then (when allowed) the family's other sizes with the same GPUs."""
+    types = [llm.instance.name]
+    if llm.instance_family_fallback:
+        types += [name for name in family_members(llm.instance) if name != llm.instance.name]
+    return types
+
+
+def gpu_taint_tolerations() -> list[dict[str, str]]:
+    """Tolerate the GPU NodePool's taint (nvidia.com/gpu=true:NoSchedule) whatever its value."""
+    return [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
+
+
+def _node_class(
+    name: str,
+    cluster_name: str,
+    role_name: str,
+    config: PlatformConfig,
+    tags: dict[str, str],
+    local_nvme: bool,
+) -> Manifest:
+    spec: dict[str, Any] = {
+        # An alias picks the EKS-optimized AMI variant per instance: AL2023 NVIDIA for GPU types, standard
+        # otherwise (amifamily/al2023.go). Pinned in production, since `latest` drifts on every release.
+        "amiSelectorTerms": [{"alias": config.cluster.node_ami_alias}],
+        "role": role_name,
+        "subnetSelectorTerms": [{"tags": {DISCOVERY_TAG: cluster_name}}],
+        "securityGroupSelectorTerms": [{"tags": {DISCOVERY_TAG: cluster_name}}],
+        "blockDeviceMappings": [
+            {
+                "deviceName": ROOT_DEVICE,
+                "ebs": {
+                    "volumeSize": f"{config.cluster.node_root_volume_gib}Gi",
+                    "volumeType": "gp3",
+                    "encrypted": True,
+                    "deleteOnTermination": True,
+                },
+            }
+        ],
+        # IMDSv2 only, and a hop limit of 1 so that containers in the pod network cannot reach the instance
+        # metadata service and borrow the node role (which can manage ENIs and pull every ECR image).
+        # Pods that need AWS use IRSA. Node agents that read metadata (VPC CNI, kube-proxy) use the host
+        # network and are one hop away; the NVIDIA device plugin, DCGM exporter and vLLM do not use it.
+        "metadataOptions": {
+            "httpEndpoint": "enabled",
+            "httpProtocolIPv6": "disabled",
+            "httpTokens": "required",
+            "httpPutResponseHopLimit": 1,
+        },
+        "tags": tags,
+    }
+    if local_nvme:
+        # The instance-store NVMe becomes a RAID0 array that holds kubelet and containerd data (images,
+        # emptyDir, the model cache), and allocatable ephemeral storage becomes its size
+        # (nodeclasses.md, instanceStorePolicy). The EBS root volume then only carries the OS.
+        spec["instanceStorePolicy"] = "RAID0"
+    return {"apiVersion": NODE_CLASS_API, "kind": "EC2NodeClass", "metadata": {"name": name}, "spec": spec}
+
+
+def cost_tags(config: PlatformConfig, pool: str) -> dict[str, str]:
+    """Tags on every instance, volume and launch template of a pool, for cost allocation reports."""
+    return {"selfhost:stack": config.stack, "selfhost:pool": pool}
+
+
+def gpu_node_class(config: PlatformConfig, cluster_name: str, role_name: str) -> Manifest:
+    # Tags are part of what Karpenter compares for drift, so after a model change the GPU nodes are
+    # replaced once more (one at a time, outside the business-hours budget) to carry the new tag.
+    tags = {**cost_tags(config, GPU_POOL), "selfhost:model": config.llm.model.id}
+    # Every GPU type in the catalog has local NVMe (stacks/catalogs/instances.py, nvme_gb).
+    return _node_class(GPU_POOL, cluster_name, role_name, config, tags, local_nvme=True)
+
+
+def system_node_class(config: PlatformConfig, cluster_name: str, role_name: str) -> Manifest:
+    # The system pool's types (m6a/m6i/m7i/m7a .large) have no instance store.
+    return _node_class(SYSTEM_POOL, cluster_name, role_name, config, cost_tags(config, SYSTEM_POOL), False)
+
+
+def _node_class_ref(name: str) -> dict[str, str]:
+    return {"group": NODE_CLASS_GROUP, "kind": "EC2NodeClass", "name": name}
+
+
+def gpu_node_pool(config: PlatformConfig) -> Manifest:
+    return {
+        "apiVersion": NODE_POOL_API,
+        "kind": "NodePool",
+        "metadata": {"name": GPU_POOL},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {GPU_PRESENT_LABEL: "true", POOL_LABEL: GPU_POOL}},
+                "spec": {
+                    "nodeClassRef": _node_class_ref(GPU_POOL),
+                    "requirements": [
+                        {
+                            "key": "node.kubernetes.io/instance-type",
+                            "operator": "In",
+                            "values": gpu_instance_types(config.llm),
+                        },
+                        {
+                            "key": "karpenter.sh/capacity-type",
+                            "operator": "In",
+                            "values": list(config.llm.capacity_types),
+                        },
+                        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                    ],
+                    # Only pods that tolerate the taint (the model server, GPU agents) land here.
+                    "taints": [GPU_TAINT],
+                    "expireAfter": EXPIRE_AFTER,
+                },
+            },
+            # The serving plan's GPUs plus one spare node's, so a replacement can start before a node is
+            # drained (stacks/sizing.py; stacks/config.py keeps it within llm:maxGpus). 0 when llm:replicas
+            # is 0: no GPU node can be bought while the model is parked.
+            "limits": {GPU_RESOURCE: config.serving.gpu_limit},
+            "disruption": {
+                # A GPU node goes only once no model replica runs on it. Underutilization-driven moves
+                # would restart a replica elsewhere and pay another multi-minute model load for a small
+                # saving, so they are not allowed.
+                "consolidationPolicy": "WhenEmpty",
+                # Long enough that a replica being rescheduled (a rollout, a crash loop) finds the node
+                # still there instead of waiting for a new one and another image pull.
+                "consolidateAfter": "10m",
+                "budgets": [
+                    # At most one GPU node is taken away at a time, so at most one replica reloads.
+                    {"nodes": "1"},
+                    # No replacement for drift (a new AMI or node class change) during business hours,
+                    # 08:00-18:00 UTC on weekdays (schedules are UTC); empty nodes still go.
+                    {"nodes": "0", "reasons": ["Drifted"], "schedule": "0 8 * * mon-fri", "duration": "10h"},
+                ],
+            },
+        },
+    }
+
+
+def system_node_pool() -> Manifest:
+    return {
+        "apiVersion": NODE_POOL_API,
+        "kind": "NodePool",
+        "metadata": {"name": SYSTEM_POOL},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {POOL_LABEL: SYSTEM_POOL}},
+                "spec": {
+                    "nodeClassRef": _node_class_ref(SYSTEM_POOL),
+                    "requirements": [
+                        {
+                            "key": "node.kubernetes.io/instance-type",
+                            "operator": "In",
+                            "values": list(SYSTEM_INSTANCE_PRICES),
+                        },
+                        # With both allowed, Karpenter launches spot and falls back to on-demand when
+                        # spot has no capacity (scheduling.md, "Capacity Type").
+                        {
+                            "key": "karpenter.sh/capacity-type",
+                            "operator": "In",
+                            "values": ["spot", "on-demand"],
+                        },
+                        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                    ],
+                    "expireAfter": EXPIRE_AFTER,
+                    # A draining node waits for its volumes to detach. At `pulumi destroy` the EBS CSI
+                    # driver may be gone before Prometheus' volume detaches; without a bound Karpenter
+                    # would keep that node, and the node class deletion would wait for it forever.
+                    "terminationGracePeriod": SYSTEM_TERMINATION_GRACE_PERIOD,
+                },
+            },
+            "limits": SYSTEM_POOL_LIMITS,
+            "disruption": {
+                # Monitoring workloads restart in seconds, so consolidating onto fewer or cheaper
+                # nodes (on-demand back to spot) is worth it.
+                "consolidationPolicy": "WhenEmptyOrUnderutilized",
+                "consolidateAfter": "5m",
+                "budgets": [{"nodes": "1"}],
+            },
+        },
+    }

@@ -1,0 +1,1 @@
+"""Prometheus, Alertmanager and Grafana (kube-prometheus-stack), and Grafana dashboards as data."""

@@ -1,0 +1,419 @@
+"""The Kubernetes objects that serve one model with vLLM, as plain manifests built from typed settings.
+
+Facts these builders rely on (checked against upstream, not run here):
+- The `vllm/vllm-openai` image's ENTRYPOINT is `["vllm", "serve"]` (docker/Dockerfile, target vllm-openai),
+  so the container's args start with the model id. It runs as root by default, and its base stage creates
+  the user `vllm` (UID 2000, GID 0) with a group-writable HOME /home/vllm for running without root
+  (vllm-project/vllm#40275); a UID missing from /etc/passwd breaks torch's getpass.getuser() at import.
+- `vllm serve` flags: --served-model-name, --port, --tensor-parallel-size, --max-model-len,
+  --gpu-memory-utilization, --enable-prefix-caching, --shutdown-timeout (vllm/engine/arg_utils.py and
+  vllm/entrypoints/common/cli_args.py at v0.33.0); the API key comes from VLLM_API_KEY (same as
+  --api-key) and keeps it out of the pod spec. The key guards only paths under /v1, /v2, /inference and
+  /cohere, so /health and /metrics answer probes and Prometheus without it (GUARDED_PREFIX in
+  vllm/entrypoints/serve/middleware/authenticate.py at v0.33.0).
+- huggingface_hub reads HF_TOKEN for gated downloads and keeps its cache under HF_HOME; vLLM keeps its
+  compile cache under VLLM_CACHE_ROOT and stops reporting usage statistics with VLLM_NO_USAGE_STATS=1
+  (vllm/envs.py).
+- A Service of type LoadBalancer is reconciled by the AWS cloud provider built into EKS (no AWS Load
+  Balancer Controller is installed): `service.beta.kubernetes.io/aws-load-balancer-type: nlb` asks for a
+  Network Load Balancer and `service.beta.kubernetes.io/aws-load-balancer-internal: "true"` keeps it inside
+  the VPC; without the latter it is internet-facing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from components.karpenter.nodes import GPU_POOL, GPU_RESOURCE, NODE_POOL_LABEL, gpu_taint_tolerations
+from components.serving.budget import (
+    DRAIN_SECONDS,
+    PRE_STOP_SLEEP_SECONDS,
+    STARTUP_PROBE_PERIOD_SECONDS,
+    ReplicaResources,
+    replica_ready_seconds,
+    replica_resources,
+    startup_probe_failure_threshold,
+    termination_grace_seconds,
+)
+from stacks.catalogs.instances import GpuInstance
+from stacks.config import LlmSettings
+from stacks.sizing import ServingPlan
+
+DEFAULT_NAMESPACE = "llm"
+APP_NAME = "vllm"
+CONTAINER_NAME = "vllm"
+HTTP_PORT = 8000
+PORT_NAME = "http"
+CREDENTIALS_SECRET = "vllm-credentials"
+API_KEY_ENTRY = "api-key"
+HF_TOKEN_ENTRY = "hf-token"
+MODEL_CACHE_PATH = "/models"
+VLLM_USER_ID = 2000
+VLLM_GROUP_ID = 0
+LOAD_BALANCER_TYPE_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-type"
+LOAD_BALANCER_INTERNAL_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-internal"
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Everything the manifests of one served model depend on."""
+
+    namespace: str
+    model_id: str
+    model_label: str
+    gated: bool
+    image: str
+    tensor_parallel_size: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    replicas: int
+    replicas_per_node: int
+    nodes: int
+    weights_gib: float
+    instance: GpuInstance
+    extra_engine_args: tuple[str, ...]
+    service_type: str
+    load_balancer_scheme: str
+    node_pool: str
+    with_hf_token: bool
+
+
+def serving_settings(
+    llm: LlmSettings, plan: ServingPlan, namespace: str = DEFAULT_NAMESPACE, node_pool: str = GPU_POOL
+) -> ServingSettings:
+    return ServingSettings(
+        namespace=namespace,
+        model_id=llm.model.id,
+        model_label=llm.model.short_name,
+        gated=llm.model.gated,
+        image=llm.vllm_image,
+        tensor_parallel_size=plan.tensor_parallel_size,
+        max_model_len=plan.max_model_len,
+        gpu_memory_utilization=llm.gpu_memory_utilization,
+        replicas=plan.replicas,
+        replicas_per_node=plan.replicas_per_node,
+        nodes=plan.nodes,
+        weights_gib=plan.weights_gib,
+        instance=llm.instance,
+        extra_engine_args=llm.extra_engine_args,
+        service_type=llm.service_type,
+        load_balancer_scheme=llm.load_balancer_scheme,
+        node_pool=node_pool,
+        with_hf_token=llm.hf_token is not None,
+    )
+
+
+def selector_labels(settings: ServingSettings) -> dict[str, str]:
+    """Labels the Deployment, Service, PDB and ServiceMonitor select on: stable when the model changes, so a
+    new model rolls out as an update instead of replacing the Deployment."""
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": settings.namespace}
+
+
+def labels(settings: ServingSettings) -> dict[str, str]:
+    return {
+        **selector_labels(settings),
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/managed-by": "pulumi",
+        "selfhost/model": settings.model_label,
+    }
+
+
+def _metadata(settings: ServingSettings, name: str) -> dict[str, Any]:
+    return {"name": name, "namespace": settings.namespace, "labels": labels(settings)}
+
+
+def namespace_manifest(settings: ServingSettings) -> dict[str, Any]:
+    # The pod meets the "restricted" Pod Security Standard; enforcing it keeps anything added later there too.
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": settings.namespace,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/warn": "restricted",
+            },
+        },
+    }
+
+
+def credentials_secret(settings: ServingSettings, api_key: Any, hf_token: Any | None) -> dict[str, Any]:
+    """The API key clients must send and, when set, the Hugging Face token (values may be Pulumi secrets)."""
+    entries = {API_KEY_ENTRY: api_key}
+    if hf_token is not None:
+        entries[HF_TOKEN_ENTRY] = hf_token
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(settings, CREDENTIALS_SECRET),
+        "type": "Opaque",
+        "stringData": entries,
+    }
+
+
+def engine_args(settings: ServingSettings) -> list[str]:
+    """`vllm serve` arguments: the model, the sizing plan's engine settings, then the stack's extra args."""
+    return [
+        settings.model_id,
+        "--served-model-name",
+        settings.model_id,
+        "--port",
+        str(HTTP_PORT),
+        "--tensor-parallel-size",
+        str(settings.tensor_parallel_size),
+        "--max-model-len",
+        str(settings.max_model_len),
+        "--gpu-memory-utilization",
+        str(settings.gpu_memory_utilization),
+        # On by default in vLLM's V1 engine; explicit so the dashboard's hit-rate panel always has data.
+        "--enable-prefix-caching",
+        # On SIGTERM (rollout, drain, consolidation) finish the answers in progress instead of cutting them.
+        "--shutdown-timeout",
+        str(DRAIN_SECONDS),
+        *settings.extra_engine_args,
+    ]
+
+
+def _secret_env(name: str, entry: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": entry}}}
+
+
+def container_env(settings: ServingSettings) -> list[dict[str, Any]]:
+    env = [
+        {"name": "HF_HOME", "value": f"{MODEL_CACHE_PATH}/huggingface"},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{MODEL_CACHE_PATH}/vllm"},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        _secret_env("VLLM_API_KEY", API_KEY_ENTRY),
+    ]
+    if settings.with_hf_token:
+        env.append(_secret_env("HF_TOKEN", HF_TOKEN_ENTRY))
+    return env
+
+
+def _health_probe(period: int, failure_threshold: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": "/health", "port": PORT_NAME},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failure_threshold,
+    }
+
+
+def _container(settings: ServingSettings, resources: ReplicaResources) -> dict[str, Any]:
+    return {
+        "name": CONTAINER_NAME,
+        "image": settings.image,
+        "args": engine_args(settings),
+        "ports": [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "env": container_env(settings),
+        "resources": {
+            "requests": {
+                "cpu": f"{resources.cpu_millicores}m",
+                "memory": f"{resources.memory_mib}Mi",
+                "ephemeral-storage": f"{resources.ephemeral_storage_gib}Gi",
+                GPU_RESOURCE: str(resources.gpus),
+            },
+            # No CPU limit: throttling the tokenizer and scheduler threads only adds latency. Memory limit =
+            # request so a replica never eats into its neighbours' or the DaemonSets' memory.
+            "limits": {"memory": f"{resources.memory_mib}Mi", GPU_RESOURCE: str(resources.gpus)},
+        },
+        "volumeMounts": [
+            {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+        # Until /health answers, only the startup probe runs; its window covers the first download.
+        "startupProbe": _health_probe(
+            STARTUP_PROBE_PERIOD_SECONDS, startup_probe_failure_threshold(settings.weights_gib)
+        ),
+        "readinessProbe": _health_probe(5, 3),
+        # A busy engine answers /health late; a minute of failures means it is stuck, not loaded.
+        "livenessProbe": _health_probe(10, 6),
+        # The endpoint leaves the Service (and kube-proxy's rules) while the hook sleeps, so no new request
+        # arrives after vLLM receives SIGTERM.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            # vLLM, Triton and FlashInfer write caches under HOME and /tmp; a read-only root would need every
+            # such path found and mounted, and a miss only shows on a GPU node.
+            "readOnlyRootFilesystem": False,
+        },
+    }
+
+
+def topology_spread(settings: ServingSettings) -> list[dict[str, Any]]:
+    """Spread replicas over zones and nodes when the plan uses more than one node.
+
+    Replicas the plan packs onto one node (several GPUs per node) stay together: spreading them would buy
+    more nodes. Zones are a preference (GPU capacity is often in some zones only); across nodes at most
+    `replicas_per_node` per node, which the GPU requests imply anyway.
+    """
+    if settings.replicas <= 1 or settings.nodes <= 1:
+        return []
+    selector = {"matchLabels": selector_labels(settings)}
+    # pod-template-hash: during a rollout, old and new pods are spread on their own.
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": selector,
+            "matchLabelKeys": ["pod-template-hash"],
+        },
+        {
+            "maxSkew": settings.replicas_per_node,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": selector,
+            "matchLabelKeys": ["pod-template-hash"],
+        },
+    ]
+
+
+def deployment_manifest(settings: ServingSettings) -> dict[str, Any]:
+    resources = replica_resources(
+        settings.instance, settings.replicas_per_node, settings.tensor_parallel_size, settings.weights_gib
+    )
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        # Service links would set VLLM_PORT=tcp://IP:8000 from the Service named `vllm`; vLLM reads VLLM_PORT
+        # as its internal port number and exits on a URI (get_vllm_port in vllm/envs.py at v0.33.0).
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": VLLM_USER_ID,
+            "runAsGroup": VLLM_GROUP_ID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "nodeSelector": {NODE_POOL_LABEL: settings.node_pool},
+        # GPU nodes carry the GPU pool's taint.
+        "tolerations": gpu_taint_tolerations(),
+        "terminationGracePeriodSeconds": termination_grace_seconds(),
+        "containers": [_container(settings, resources)],
+        "volumes": [
+            # On the node's instance-store NVMe (Karpenter's RAID0 ephemeral storage); a new pod downloads anew.
+            {"name": "model-cache", "emptyDir": {"sizeLimit": f"{resources.model_cache_gib}Gi"}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{resources.shm_gib}Gi"}},
+        ],
+    }
+    spread = topology_spread(settings)
+    if spread:
+        pod_spec["topologySpreadConstraints"] = spread
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(settings, APP_NAME),
+        "spec": {
+            "replicas": settings.replicas,
+            "selector": {"matchLabels": selector_labels(settings)},
+            # Surge, never drop: the new pod (on a node Karpenter buys if needed) must be serving before an
+            # old one goes, so a model change or upgrade keeps the endpoint up.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            # The default 600 s would mark the rollout failed while the first pod is still downloading.
+            "progressDeadlineSeconds": replica_ready_seconds(settings.weights_gib),
+            "revisionHistoryLimit": 3,
+            "template": {
+                "metadata": {
+                    "labels": labels(settings),
+                    "annotations": {"kubectl.kubernetes.io/default-container": CONTAINER_NAME},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def load_balancer_annotations(scheme: str) -> dict[str, str]:
+    annotations = {LOAD_BALANCER_TYPE_ANNOTATION: "nlb"}
+    if scheme == "internal":
+        annotations[LOAD_BALANCER_INTERNAL_ANNOTATION] = "true"
+    return annotations
+
+
+def service_manifest(settings: ServingSettings) -> dict[str, Any]:
+    metadata = _metadata(settings, APP_NAME)
+    if settings.service_type == "LoadBalancer":
+        metadata["annotations"] = load_balancer_annotations(settings.load_balancer_scheme)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": settings.service_type,
+            "selector": selector_labels(settings),
+            "ports": [{"name": PORT_NAME, "port": HTTP_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def pod_disruption_budget(settings: ServingSettings) -> dict[str, Any] | None:
+    """One replica at a time may be evicted (node drains, Karpenter consolidation), only if there are more.
+
+    With a single replica a budget would either block every drain (minAvailable 1) or allow the outage
+    anyway, so there is none.
+    """
+    if settings.replicas <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(settings, APP_NAME),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(settings)}},
+    }
+
+
+def service_monitor(settings: ServingSettings) -> dict[str, Any]:
+    """Prometheus scrapes every replica's /metrics through the Service's `http` port."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _metadata(settings, APP_NAME),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(settings)},
+            "namespaceSelector": {"matchNames": [settings.namespace]},
+            "endpoints": [{"port": PORT_NAME, "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How clients reach the model: the Service, its in-cluster URL, and commands for a first request."""
+
+    service: str
+    port: int
+    in_cluster_url: str
+    port_forward_command: str
+    curl_command: str
+
+
+def endpoint(settings: ServingSettings) -> Endpoint:
+    url = f"http://{APP_NAME}.{settings.namespace}.svc.cluster.local:{HTTP_PORT}/v1"
+    body = (
+        f'{{"model": "{settings.model_id}", '
+        '"messages": [{"role": "user", "content": "Say hello in one sentence."}], "max_tokens": 64}'
+    )
+    curl = (
+        f"curl -s http://localhost:{HTTP_PORT}/v1/chat/completions "
+        '-H "Authorization: Bearer $(pulumi stack output --show-secrets api_key)" '
+        f"-H 'Content-Type: application/json' -d '{body}'"
+    )
+    return Endpoint(
+        service=f"{settings.namespace}/{APP_NAME}",
+        port=HTTP_PORT,
+        in_cluster_url=url,
+        port_forward_command=f"kubectl -n {settings.namespace} port-forward svc/{APP_NAME} {HTTP_PORT}:{HTTP_PORT}",
+        curl_command=curl,
+    )
+
+
+def missing_token_error(settings: ServingSettings) -> str | None:
+    """Why the model cannot be downloaded as configured, or None when it can."""
+    if not settings.gated or settings.with_hf_token:
+        return None
+    return (
+        f"{settings.model_id} is gated on Hugging Face and llm:hfToken is not set, so vLLM could not download "
+        "it. Accept the model's licence on its Hugging Face page, create a read token, then run "
+        "`pulumi config set --secret llm:hfToken hf_...` and `pulumi up` again."
+    )

@@ -1,0 +1,1 @@
+"""The `selfhost` command line: the offline plan, the Automation API commands and the endpoint clients."""

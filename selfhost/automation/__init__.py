@@ -1,0 +1,1 @@
+"""`selfhost preview|up|destroy|refresh|outputs`: stacks driven through the Pulumi Automation API."""

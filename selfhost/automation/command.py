@@ -1,0 +1,350 @@
+"""`selfhost preview|up|destroy|refresh|outputs STACK`: a stack driven through the Pulumi Automation API.
+
+The program is this project directory (a `LocalWorkspace` on it), so `Pulumi.yaml` and `Pulumi.STACK.yaml`
+give the config and the secrets provider exactly as they do for the `pulumi` CLI; the backend is the one the
+CLI is logged in to (`pulumi login`, or `PULUMI_BACKEND_URL`). The engine's progress streams live; `--json`
+turns stdout into one engine event per line for machines and sends the human progress to stderr. When the
+engine fails, the last thing printed is one sentence on what to do about it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from pulumi import automation as auto
+from pulumi.automation.errors import (
+    CommandError,
+    ConcurrentUpdateError,
+    InvalidVersionError,
+    StackNotFoundError,
+)
+
+from selfhost.automation.summary import engine_event_json, failure_markdown, preview_markdown, strip_ansi
+from selfhost.clients import smoke
+from selfhost.plan.runner import PROJECT_DIR, SECRET
+
+SMOKE_RETRY_SECONDS = 30
+ERROR_LINE = re.compile(r"\berror: (.+)")
+DEFAULT_SERVE_TIMEOUT_SECONDS = 1800
+NO_PULUMI_CLI = (
+    "the Pulumi CLI is not on PATH: install it (curl -fsSL https://get.pulumi.com | sh, or brew install pulumi) "
+    "and run the command again; `selfhost plan` works without it."
+)
+
+# Text the engine or the AWS provider prints, and the one sentence that tells the user what to do.
+# Credentials: pulumi-aws "No valid credential sources found" (pulumi-aws#3310), the Terraform-era
+# "no valid credential sources for Terraform AWS Provider found" / "NoCredentialProviders".
+FAILURE_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("no valid credential sources", "nocredentialproviders", "failed to refresh cached credentials"),
+        "No AWS credentials were found: sign in (aws configure, aws sso login or AWS_PROFILE; OIDC in CI), "
+        "check with `aws sts get-caller-identity` and run the command again.",
+    ),
+    (
+        ("expiredtoken", "invalidclienttokenid", "invalid credentials configured", "security token included"),
+        "The AWS credentials are expired or invalid: refresh them (e.g. aws sso login), check with "
+        "`aws sts get-caller-identity` and run the command again.",
+    ),
+    (
+        ("pulumi_access_token must be set",),
+        "The Pulumi CLI is not logged in to a state backend: run `pulumi login --local` to keep state on this "
+        "machine, `pulumi login s3://BUCKET` for a team, or set PULUMI_ACCESS_TOKEN for Pulumi Cloud.",
+    ),
+    (
+        ("passphrase must be set", "incorrect passphrase"),
+        "The stack's secrets are encrypted with a passphrase: set PULUMI_CONFIG_PASSPHRASE (or "
+        "PULUMI_CONFIG_PASSPHRASE_FILE) to the stack's passphrase and run the command again.",
+    ),
+    (
+        ('exec: "aws": executable file not found',),
+        "The cluster's kubeconfig runs `aws eks get-token`: install the AWS CLI v2, put `aws` on PATH and run "
+        "the command again.",
+    ),
+)
+
+
+class StackFileMissing(Exception):
+    """`preview` or `up` of a stack that has no Pulumi.STACK.yaml (a typo would create a stack by mistake)."""
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stack", nargs="?", default="dev", help="stack name (Pulumi.STACK.yaml), default dev")
+    parser.add_argument(
+        "--json", action="store_true", help="machine output on stdout (engine events as JSON lines)"
+    )
+    if name != "outputs":
+        parser.add_argument("--diff", action="store_true", help="show the property-level diff of each change")
+    if name == "preview":
+        parser.add_argument(
+            "--summary",
+            type=Path,
+            metavar="FILE",
+            help="Markdown summary file, default build/preview-STACK.md",
+        )
+    if name == "up":
+        parser.add_argument(
+            "--skip-smoke", action="store_true", help="do not wait for the model nor smoke-test"
+        )
+        parser.add_argument(
+            "--serve-timeout",
+            type=int,
+            default=DEFAULT_SERVE_TIMEOUT_SECONDS,
+            metavar="SECONDS",
+            help=f"how long to wait for the model to serve, default {DEFAULT_SERVE_TIMEOUT_SECONDS}",
+        )
+    if name == "destroy":
+        parser.add_argument("--yes", action="store_true", help="destroy without asking for the stack name")
+    if name == "outputs":
+        parser.add_argument("--show-secrets", action="store_true", help="print secret outputs in plain text")
+    parser.set_defaults(run=_guarded(name, _OPERATIONS[name]))
+
+
+def _guarded(
+    name: str, operation: Callable[[argparse.Namespace], int]
+) -> Callable[[argparse.Namespace], int]:
+    """Run `operation` with the checks every command shares, turning engine failures into one sentence."""
+
+    def run(args: argparse.Namespace) -> int:
+        prefix = f"selfhost {name} {args.stack}"
+        if shutil.which("pulumi") is None:
+            print(f"{prefix}: {NO_PULUMI_CLI}", file=sys.stderr)
+            return 2
+        try:
+            return operation(args)
+        except CommandError as error:
+            print(f"{prefix}: {explain_failure(error, args.stack, name)}", file=sys.stderr)
+            return 1
+        except InvalidVersionError as error:
+            print(f"{prefix}: {error} Install a newer Pulumi CLI and run the command again.", file=sys.stderr)
+            return 2
+        except StackFileMissing as error:
+            print(f"{prefix}: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def explain_failure(error: CommandError, stack: str, operation: str) -> str:
+    """One sentence on what to do after the engine failed, from the error's type and its output."""
+    if isinstance(error, ConcurrentUpdateError):
+        return (
+            f"Stack {stack} is locked by another update: wait for it to finish, or if that run died, release "
+            f"the lock with `pulumi cancel --stack {stack}`, run `selfhost refresh {stack}` and try again."
+        )
+    if isinstance(error, StackNotFoundError):
+        return (
+            f"Stack {stack} does not exist in the backend the Pulumi CLI is logged in to (`pulumi whoami -v` "
+            f"shows which): create it with `selfhost up {stack}`, or log in to the backend that holds it."
+        )
+    text = str(error).lower()
+    for needles, sentence in FAILURE_HINTS:
+        if any(needle in text for needle in needles):
+            return sentence
+    reason = last_error_line(str(error))
+    said = f" (the engine said: {reason})" if reason else ""
+    return f"pulumi {operation} failed{said}: read the diagnostics above, fix their cause and run it again."
+
+
+def last_error_line(output: str) -> str:
+    """The last `error: ...` message in the CLI's output (a CommandError holds its stdout and stderr)."""
+    found = [match.group(1) for match in ERROR_LINE.finditer(strip_ansi(output))]
+    return found[-1].strip().rstrip(".") if found else ""
+
+
+def secrets_provider(stack_file: Path) -> str | None:
+    """The `secretsprovider` a stack file names (e.g. awskms://...), used when the stack is created."""
+    if not stack_file.is_file():
+        return None
+    settings = yaml.safe_load(stack_file.read_text()) or {}
+    provider = settings.get("secretsprovider")
+    return provider if isinstance(provider, str) and provider else None
+
+
+def open_stack(stack: str, create: bool) -> auto.Stack:
+    """Select the stack (or create it, for preview and up) on the project directory's workspace."""
+    # A Pulumi Cloud stack may be named ORG/PROJECT/STACK; its file is named after the last part.
+    stack_file = PROJECT_DIR / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
+    if create and not stack_file.is_file():
+        raise StackFileMissing(
+            f"there is no {stack_file.name} in {PROJECT_DIR}: copy Pulumi.dev.yaml to it (or pick dev or prod) "
+            "and run the command again."
+        )
+    options = auto.LocalWorkspaceOptions(secrets_provider=secrets_provider(stack_file))
+    if create:
+        return auto.create_or_select_stack(stack, work_dir=str(PROJECT_DIR), opts=options)
+    return auto.select_stack(stack, work_dir=str(PROJECT_DIR), opts=options)
+
+
+class Console:
+    """Where engine output goes: progress to stdout (stderr with --json), engine events as JSON lines."""
+
+    def __init__(self, json_mode: bool, capture: bool = False) -> None:
+        self.json_mode = json_mode
+        self.events: list[dict[str, Any]] = []
+        self.captured: list[str] = []
+        self._capture = capture
+        self._lock = threading.Lock()
+
+    def _write(self, stream: TextIO, line: str) -> None:
+        with self._lock:
+            print(line, file=stream, flush=True)
+
+    def output(self, line: str) -> None:
+        if self._capture:
+            self.captured.append(line)
+        self._write(sys.stderr if self.json_mode else sys.stdout, line)
+
+    def error(self, line: str) -> None:
+        self._write(sys.stderr, line)
+
+    def event(self, event: auto.EngineEvent) -> None:
+        data = engine_event_json(event)
+        self.events.append(data)
+        if self.json_mode:
+            self._write(sys.stdout, json.dumps(data, sort_keys=True))
+
+    def note(self, line: str) -> None:
+        """A message of this command (not the engine's): stderr with --json, stdout otherwise."""
+        self._write(sys.stderr if self.json_mode else sys.stdout, line)
+
+    @property
+    def color(self) -> str:
+        stream = sys.stderr if self.json_mode else sys.stdout
+        return "always" if stream.isatty() else "never"
+
+    def engine_options(self, diff: bool, events: bool = False) -> dict[str, Any]:
+        """What every engine operation (preview, up, destroy, refresh) is given to report through this
+        console; engine events are collected when asked for, and always with --json."""
+        return {
+            "diff": diff,
+            "color": self.color,
+            "on_output": self.output,
+            "on_error": self.error,
+            "on_event": self.event if events or self.json_mode else None,
+        }
+
+
+def _preview(args: argparse.Namespace) -> int:
+    console = Console(args.json, capture=True)
+    summary_file: Path = args.summary or PROJECT_DIR / "build" / f"preview-{args.stack}.md"
+    try:
+        stack = open_stack(args.stack, create=True)
+        stack.preview(**console.engine_options(args.diff, events=True))
+    except CommandError as error:
+        write_summary(
+            summary_file,
+            failure_markdown(args.stack, "preview", explain_failure(error, args.stack, "preview")),
+        )
+        raise
+    markdown = preview_markdown(args.stack, console.events, "\n".join(console.captured) if args.diff else "")
+    write_summary(summary_file, markdown)
+    console.note(f"Preview summary: {summary_file}")
+    return 0
+
+
+def write_summary(path: Path, markdown: str) -> None:
+    """Write the summary to `path` and, in GitHub Actions, append it to the job's step summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as handle:
+            handle.write(markdown + "\n")
+
+
+def _up(args: argparse.Namespace) -> int:
+    console = Console(args.json)
+    stack = open_stack(args.stack, create=True)
+    result = stack.up(**console.engine_options(args.diff))
+    changes = ", ".join(
+        f"{op} {count}" for op, count in sorted((result.summary.resource_changes or {}).items())
+    )
+    console.note(f"Update of stack {args.stack}: {result.summary.result} ({changes or 'no changes'}).")
+    if args.skip_smoke:
+        return 0
+    return wait_for_model(args.stack, args.serve_timeout, console)
+
+
+def wait_for_model(stack: str, timeout_seconds: int, console: Console) -> int:
+    """Run `selfhost smoke STACK` until it passes: the model's weights download and load after `up` ends."""
+    deadline = time.monotonic() + timeout_seconds
+    attempt = 1
+    while True:
+        console.note(f"Smoke check of stack {stack}, attempt {attempt}:")
+        code = smoke(stack)
+        if code == 0:
+            return 0
+        if time.monotonic() + SMOKE_RETRY_SECONDS > deadline:
+            console.error(
+                f"selfhost up {stack}: the model did not pass the smoke check within {timeout_seconds} s: look at "
+                "the vLLM pod's events and logs (kubectl describe pod / kubectl logs) and rerun `selfhost smoke`."
+            )
+            return 1
+        attempt += 1
+        time.sleep(SMOKE_RETRY_SECONDS)
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(
+                f"selfhost destroy {args.stack}: this deletes every resource of the stack; pass --yes to confirm.",
+                file=sys.stderr,
+            )
+            return 2
+        answer = input(f"This deletes every resource of stack {args.stack}. Type the stack name to confirm: ")
+        if answer.strip() != args.stack:
+            print("Nothing was destroyed.", file=sys.stderr)
+            return 1
+    console = Console(args.json)
+    stack = open_stack(args.stack, create=False)
+    result = stack.destroy(**console.engine_options(args.diff))
+    console.note(f"Destroy of stack {args.stack}: {result.summary.result}.")
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    console = Console(args.json)
+    stack = open_stack(args.stack, create=False)
+    result = stack.refresh(**console.engine_options(args.diff))
+    console.note(f"Refresh of stack {args.stack}: {result.summary.result}.")
+    return 0
+
+
+def _outputs(args: argparse.Namespace) -> int:
+    outputs = open_stack(args.stack, create=False).outputs()
+    shown = {
+        name: (output.value if args.show_secrets or not output.secret else SECRET)
+        for name, output in sorted(outputs.items())
+    }
+    if args.json:
+        print(json.dumps(shown, indent=2, sort_keys=True))
+        return 0
+    if not shown:
+        print(f"Stack {args.stack} has no outputs yet: run `selfhost up {args.stack}`.")
+        return 0
+    width = max(len(name) for name in shown)
+    for name, value in shown.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        print(f"{name.ljust(width)}  {text}")
+    return 0
+
+
+_OPERATIONS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "preview": _preview,
+    "up": _up,
+    "destroy": _destroy,
+    "refresh": _refresh,
+    "outputs": _outputs,
+}

@@ -1,0 +1,144 @@
+"""`selfhost plan`: write the offline plan of a stack (resources, manifests, Helm values, report)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfhost.plan.diff import PlanDiffError, diff_markdown, diff_plans, read_plan
+from selfhost.plan.report import build_report, report_markdown
+from selfhost.plan.runner import PROJECT_DIR, PlanResult, RecordedResource, plan_stack
+from stacks.config import ConfigError
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stack", nargs="?", default="dev", help="stack name (Pulumi.STACK.yaml), default dev")
+    parser.add_argument("--out", type=Path, help="output directory, default build/plan/STACK")
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=PROJECT_DIR,
+        help="directory holding Pulumi.yaml and the stack files",
+    )
+    parser.add_argument(
+        "--diff",
+        type=Path,
+        metavar="BASE_DIR",
+        help="also compare with the plan in BASE_DIR (e.g. the base branch's) and write OUT/diff.md",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out or args.project_dir / "build" / "plan" / args.stack
+    if args.diff is not None and args.diff.resolve() == out.resolve():
+        print(
+            f"selfhost plan: --diff {args.diff} is the output directory; pass another --out", file=sys.stderr
+        )
+        return 2
+    try:
+        result = plan_stack(args.stack, args.project_dir)
+    except ConfigError as error:
+        print(
+            f"selfhost plan {args.stack}: the stack's config has {len(error.errors)} error(s):",
+            file=sys.stderr,
+        )
+        for message in error.errors:
+            print(f"  - {message}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"selfhost plan: {error}", file=sys.stderr)
+        return 2
+    report = write_plan(result, out)
+    print(summary(report, out))
+    if args.diff is not None:
+        try:
+            markdown = diff_markdown(diff_plans(read_plan(args.diff), read_plan(out)), str(args.diff))
+        except PlanDiffError as error:
+            print(f"selfhost plan: {error}", file=sys.stderr)
+            return 2
+        (out / "diff.md").write_text(markdown)
+        print(f"\n{markdown}")
+    return 0
+
+
+def is_manifest(resource: RecordedResource) -> bool:
+    """Kubernetes objects the program creates itself (not providers, not Helm releases)."""
+    return (
+        resource.type.startswith("kubernetes:")
+        and resource.custom
+        and resource.type != HELM_RELEASE
+        and not resource.type.startswith("pulumi:providers:")
+        and "kind" in resource.inputs
+    )
+
+
+def manifest_filename(manifest: dict[str, Any]) -> str:
+    metadata = manifest.get("metadata", {})
+    parts = [manifest["kind"].lower(), metadata.get("namespace"), metadata.get("name", "unnamed")]
+    return "-".join(str(part) for part in parts if part) + ".yaml"
+
+
+def helm_release(resource: RecordedResource) -> dict[str, Any]:
+    inputs = resource.inputs
+    return {
+        "chart": inputs.get("chart"),
+        "repo": (inputs.get("repositoryOpts") or {}).get("repo"),
+        "version": inputs.get("version"),
+        "namespace": inputs.get("namespace"),
+        "values": inputs.get("values") or {},
+    }
+
+
+def write_plan(result: PlanResult, out: Path) -> dict[str, Any]:
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "manifests").mkdir(parents=True)
+    (out / "helm").mkdir()
+    resources = [
+        {"type": r.type, "name": r.name, "parent": r.parent, "inputs": r.inputs} for r in result.resources
+    ]
+    (out / "resources.json").write_text(json.dumps(resources, indent=2, sort_keys=True) + "\n")
+    for resource in result.resources:
+        if is_manifest(resource):
+            manifest = {k: v for k, v in resource.inputs.items() if k in ("apiVersion", "kind", "metadata")}
+            manifest.update({k: v for k, v in resource.inputs.items() if k not in manifest})
+            (out / "manifests" / manifest_filename(manifest)).write_text(
+                yaml.safe_dump(manifest, sort_keys=False)
+            )
+        elif resource.type == HELM_RELEASE:
+            name = resource.inputs.get("name") or resource.name
+            (out / "helm" / f"{name}.yaml").write_text(
+                yaml.safe_dump(helm_release(resource), sort_keys=False)
+            )
+    report = build_report(result)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def summary(report: dict[str, Any], out: Path) -> str:
+    sizing, cost = report["sizing"], report["cost"]
+    width = max((len(t) for t in report["resources"]["by_type"]), default=10)
+    lines = [
+        f"Plan for stack {report['stack']}: {report['resources']['total']} resources -> {out}",
+        "",
+        f"  {'TYPE'.ljust(width)}  COUNT",
+        *(f"  {t.ljust(width)}  {n:>5}" for t, n in report["resources"]["by_type"].items()),
+        "",
+        f"  Model    {report['model']} on {sizing['replicas']} x {report['instance_type']}: "
+        f"TP {sizing['tensor_parallel_size']}, max_model_len {sizing['max_model_len']}, "
+        f"KV cache {sizing['kv_cache_tokens']} tokens, "
+        f"{sizing['gpu_memory_gib_required']} of {sizing['gpu_memory_gib_available']} GiB per GPU",
+        f"  Cost     ${cost['total_usd_per_hour']:.2f}/h (about ${cost['total_usd_per_month']:,.0f}/month)",
+        *(f"  Warning  {warning}" for warning in report["warnings"]),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""The plan's report: sizing, cost per hour by item, resource counts, as JSON and as Markdown."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+from selfhost.plan.runner import PlanResult
+from stacks.cost import PRICE_REGION, cost_items, total_usd_per_hour
+
+
+def price_region_warning(region: str) -> list[str]:
+    if region == PRICE_REGION:
+        return []
+    return [f"costs are {PRICE_REGION} list prices; prices in {region} may differ"]
+
+
+def build_report(result: PlanResult) -> dict[str, Any]:
+    config = result.config
+    items = cost_items(config)
+    counts = Counter(resource.type for resource in result.resources)
+    return {
+        "stack": result.stack,
+        "region": config.region,
+        "model": config.llm.model.id,
+        "instance_type": config.llm.instance.name,
+        "sizing": asdict(config.serving),
+        "cost": {
+            "total_usd_per_hour": round(total_usd_per_hour(items), 4),
+            "total_usd_per_month": round(total_usd_per_hour(items) * 730, 2),
+            "items": [
+                {"name": item.name, "usd_per_hour": round(item.usd_per_hour, 4), "detail": item.detail}
+                for item in items
+            ],
+        },
+        "resources": {"total": len(result.resources), "by_type": dict(sorted(counts.items()))},
+        "warnings": [*config.warnings, *price_region_warning(config.region)],
+    }
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    sizing = report["sizing"]
+    cost = report["cost"]
+    lines = [
+        f"# Plan for stack `{report['stack']}`",
+        "",
+        f"{report['model']} on {sizing['replicas']} replica(s) of {report['instance_type']} in {report['region']}.",
+        "",
+        "## Sizing",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Fits | {'yes' if sizing['fits'] else 'no'} |",
+        f"| Rule of thumb (params x 2 x 1.2) | {sizing['rule_of_thumb_gb']} GB |",
+        f"| Weights | {sizing['weights_gib']} GiB |",
+        f"| GPU memory needed per GPU | {sizing['gpu_memory_gib_required']} GiB |",
+        f"| GPU memory vLLM may use per GPU | {sizing['gpu_memory_gib_available']} GiB |",
+        f"| Tensor-parallel size | {sizing['tensor_parallel_size']} |",
+        f"| max_model_len | {sizing['max_model_len']}{' (capped)' if sizing['context_capped'] else ''} |",
+        f"| KV cache | {sizing['kv_cache_tokens']} tokens |",
+        f"| Concurrent sequences at max_model_len | {sizing['concurrent_sequences']} |",
+        f"| Replicas per node / nodes | {sizing['replicas_per_node']} / {sizing['nodes']} |",
+        f"| GPU limit of the GPU node pool | {sizing['gpu_limit']} |",
+        "",
+        "## Cost per hour",
+        "",
+        "| Item | $/h | Detail |",
+        "|---|---:|---|",
+        *(f"| {i['name']} | {i['usd_per_hour']:.4f} | {i['detail']} |" for i in cost["items"]),
+        f"| **Total** | **{cost['total_usd_per_hour']:.4f}** | about ${cost['total_usd_per_month']:,.0f} a month |",
+        "",
+        "## Resources",
+        "",
+        "| Type | Count |",
+        "|---|---:|",
+        *(f"| `{t}` | {n} |" for t, n in report["resources"]["by_type"].items()),
+        f"| **Total** | **{report['resources']['total']}** |",
+    ]
+    if report["warnings"]:
+        lines += ["", "## Warnings", "", *(f"- {warning}" for warning in report["warnings"])]
+    return "\n".join(lines) + "\n"

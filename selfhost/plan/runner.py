@@ -1,0 +1,185 @@
+"""The offline plan: the real program run under the Pulumi SDK's mocks, with no cloud and no CLI.
+
+The stack's config comes from Pulumi.yaml and Pulumi.<stack>.yaml as the CLI would merge them; secure values
+are replaced by a marker and never decrypted. Every resource the program registers is recorded with its
+parent and inputs, and the outputs that later resources read come from `selfhost.plan.mocks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
+from pulumi.runtime.settings import SETTINGS
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from selfhost.plan.mocks import PlanMocks
+from stacks.config import PlatformConfig, config_from_pulumi
+from stacks.platform import build_platform
+
+PROJECT = "self-hosted-llm"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SECRET = "[secret]"
+
+
+@dataclass(frozen=True)
+class RecordedResource:
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    dependencies: tuple[str, ...]
+    custom: bool
+
+
+@dataclass
+class PlanResult:
+    stack: str
+    config: PlatformConfig
+    resources: list[RecordedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> RecordedResource:
+        matches = [r for r in self.resources if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, also keeping each registration's parent, inputs and dependencies."""
+
+    def __init__(self, mocks: pulumi_mocks.Mocks):
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
+            parent = request.parent.rsplit("::", 1)[-1] if request.parent else None
+            self.recorded.append(
+                RecordedResource(
+                    type=request.type,
+                    name=request.name,
+                    parent=None if parent == f"{PROJECT}-{pulumi.get_stack()}" else parent,
+                    inputs=recorded_value(inputs),
+                    dependencies=tuple(urn.rsplit("::", 1)[-1] for urn in request.dependencies),
+                    custom=bool(request.custom),
+                )
+            )
+        return super().RegisterResource(request)
+
+
+def recorded_value(value: Any) -> Any:
+    """A deserialized property tree as the plan shows it: secrets masked, whole numbers as integers.
+
+    The engine carries every number as a double, so `replicas: 2` arrives as 2.0.
+    """
+    if isinstance(value, Mapping):
+        if value.get(_special_sig_key) == _special_secret_sig:
+            return SECRET
+        return {key: recorded_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [recorded_value(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _as_config_text(value: Any) -> str:
+    """Stack files hold YAML values; Pulumi hands programs strings (JSON for lists and maps)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str, str], list[str]]:
+    """Merge Pulumi.yaml values and Pulumi.<stack>.yaml; secure values become the marker."""
+    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
+    stack_file = project_dir / f"Pulumi.{stack}.yaml"
+    if not stack_file.exists():
+        raise FileNotFoundError(f"no stack file {stack_file.name} in {project_dir}")
+    stack_values = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+    merged: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, declaration in (project.get("config") or {}).items():
+        if isinstance(declaration, dict) and "value" in declaration:
+            merged[key] = _as_config_text(declaration["value"])
+    for key, value in stack_values.items():
+        if isinstance(value, dict) and "secure" in value:
+            merged[key] = SECRET
+            secret_keys.append(key)
+        else:
+            merged[key] = _as_config_text(value)
+    return merged, secret_keys
+
+
+def run_program(
+    stack: str,
+    config: Mapping[str, str],
+    secret_keys: list[str] | None = None,
+    program: Callable[[PlatformConfig], Mapping[str, Any]] | None = None,
+) -> PlanResult:
+    """Run `program` (default: the platform) under mocks; raise ConfigError before registering anything."""
+
+    def preview_platform(platform_config: PlatformConfig) -> Mapping[str, Any]:
+        return build_platform(platform_config, deploying=False)
+
+    mocks = PlanMocks()
+    monitor = _RecordingMonitor(mocks)
+    # Each plan gets its own event loop: the SDK awaits on the current one, and a caller may have closed it
+    # (asyncio.run does).
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    # The SDK keeps pending RPCs and outputs in module-level settings; a second plan in one process
+    # (the tests) must not wait on the first one's.
+    settings = cast(Any, SETTINGS)
+    settings.rpc_manager.clear()
+    settings.outputs.clear()
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
+    # The platform logs config warnings through pulumi.log; the plan reports them itself.
+    quiet = logging.getLogger("selfhost.plan.engine")
+    quiet.propagate = False
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=quiet, monitor=monitor)
+    pulumi.runtime.set_all_config(dict(config), secret_keys or [])
+    holder: dict[str, Any] = {}
+
+    def body() -> None:
+        platform_config = config_from_pulumi()
+        holder["config"] = platform_config
+        # The plan shows what a preview would: a config problem that only `pulumi up` enforces stays a warning.
+        holder["outputs"] = (program or preview_platform)(platform_config)
+
+    _sync_await(run_pulumi_func(body))
+    result = PlanResult(stack=stack, config=holder["config"], resources=monitor.recorded)
+    result.outputs = {key: _resolve(value) for key, value in holder["outputs"].items()}
+    return result
+
+
+def _resolve(value: Any) -> Any:
+    """The plain value of an output for the report, with secrets masked."""
+    if isinstance(value, pulumi.Output):
+        is_secret = _sync_await(value.is_secret())
+        return SECRET if is_secret else _sync_await(value.future())
+    return value
+
+
+def plan_stack(stack: str, project_dir: Path = PROJECT_DIR) -> PlanResult:
+    config, secret_keys = stack_config(stack, project_dir)
+    return run_program(stack, config, secret_keys)

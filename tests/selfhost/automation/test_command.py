@@ -1,0 +1,217 @@
+"""The Automation API commands end with one clear sentence when the CLI, the backend or AWS is missing.
+
+A stand-in `pulumi` script on PATH answers `pulumi version` like the real CLI and then fails the way the real
+one does (the engine and provider messages quoted in selfhost/automation/command.py), so the whole path
+through `pulumi.automation` runs here with no cloud and no Pulumi CLI.
+"""
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from selfhost.automation import command as automation_command
+from selfhost.automation.command import Console, wait_for_model
+from selfhost.cli import main
+
+COMMANDS = ("preview", "up", "destroy", "refresh", "outputs")
+ENGINE_COMMANDS = ("preview", "up", "destroy", "refresh")
+
+FAKE_PULUMI = r"""#!/bin/sh
+if [ "$1" = "version" ]; then echo "v3.272.0"; exit 0; fi
+echo "$*" >> "$FAKE_PULUMI_LOG"
+case "$FAKE_PULUMI_SCENARIO" in
+  no-login)
+    echo "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions" >&2
+    exit 255 ;;
+  no-stack)
+    echo "error: no stack named 'dev' found" >&2
+    exit 255 ;;
+esac
+case "$*" in
+  *"stack select"*|*"stack init"*) exit 0 ;;
+esac
+case "$FAKE_PULUMI_SCENARIO" in
+  no-aws-credentials)
+    echo "Diagnostics:"
+    echo "  pulumi:providers:aws (default_7_12_0):"
+    echo "    error: pulumi:providers:aws resource 'default_7_12_0' has a problem: No valid credential sources found."
+    echo "error: preview failed" >&2
+    exit 255 ;;
+  locked)
+    echo "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with \`pulumi cancel\`." >&2
+    exit 255 ;;
+  engine-error)
+    echo "error: an unexpected thing happened in the engine." >&2
+    exit 255 ;;
+esac
+exit 0
+"""
+
+
+def _command_line(command: str) -> list[str]:
+    return [command, "dev", "--yes"] if command == "destroy" else [command, "dev"]
+
+
+@pytest.fixture
+def fake_pulumi(tmp_path, monkeypatch):
+    """Put the stand-in `pulumi` first on PATH; returns a function that picks its failure."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "pulumi"
+    script.write_text(FAKE_PULUMI)
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "pulumi-calls.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_PULUMI_LOG", str(log))
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+    def scenario(name: str) -> Path:
+        monkeypatch.setenv("FAKE_PULUMI_SCENARIO", name)
+        return log
+
+    return scenario
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_without_the_pulumi_cli_every_command_says_to_install_it(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(_command_line(command)) == 2
+    captured = capsys.readouterr()
+    assert "the Pulumi CLI is not on PATH: install it" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ENGINE_COMMANDS)
+def test_without_aws_credentials_engine_commands_say_how_to_sign_in(command, fake_pulumi, tmp_path, capsys):
+    log = fake_pulumi("no-aws-credentials")
+    argv = _command_line(command) + (["--summary", str(tmp_path / "s.md")] if command == "preview" else [])
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    last_line = captured.err.strip().splitlines()[-1]
+    assert last_line.startswith(f"selfhost {command} dev: No AWS credentials were found: sign in")
+    assert "aws sts get-caller-identity" in last_line
+    assert "Traceback" not in captured.err + captured.out
+    # The engine ran the real operation on the selected stack before it failed.
+    calls = log.read_text()
+    assert "stack select --stack dev" in calls
+    assert f"--non-interactive {command}" in calls
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_without_a_backend_login_every_command_says_how_to_log_in(command, fake_pulumi, tmp_path, capsys):
+    fake_pulumi("no-login")
+    argv = _command_line(command) + (["--summary", str(tmp_path / "s.md")] if command == "preview" else [])
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "not logged in to a state backend: run `pulumi login --local`" in err
+    assert "Traceback" not in err
+
+
+def test_a_locked_stack_says_to_wait_or_cancel(fake_pulumi, capsys):
+    fake_pulumi("locked")
+    assert main(["up", "dev"]) == 1
+    err = capsys.readouterr().err
+    assert "Stack dev is locked by another update" in err
+    assert "pulumi cancel --stack dev" in err
+
+
+def test_a_stack_missing_from_the_backend_says_how_to_create_it(fake_pulumi, capsys):
+    fake_pulumi("no-stack")
+    assert main(["outputs", "dev"]) == 1
+    assert "does not exist in the backend" in capsys.readouterr().err
+
+
+def test_an_unknown_engine_failure_quotes_the_engine(fake_pulumi, capsys):
+    fake_pulumi("engine-error")
+    assert main(["refresh", "dev"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        "selfhost refresh dev: pulumi refresh failed (the engine said: an unexpected thing happened in the "
+        "engine): read the diagnostics above, fix their cause and run it again."
+    )
+
+
+def test_a_failed_preview_still_writes_a_summary(fake_pulumi, tmp_path, monkeypatch, capsys):
+    fake_pulumi("no-aws-credentials")
+    step_summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    assert main(["preview", "dev", "--summary", str(tmp_path / "preview.md")]) == 1
+    written = (tmp_path / "preview.md").read_text()
+    assert written.startswith("### Pulumi preview of stack `dev`")
+    assert "**Failed.** No AWS credentials were found" in written
+    assert step_summary.read_text() == written + "\n"
+
+
+def test_preview_and_up_need_the_stack_file(fake_pulumi, capsys):
+    fake_pulumi("no-aws-credentials")
+    assert main(["preview", "nosuchstack"]) == 2
+    assert "there is no Pulumi.nosuchstack.yaml" in capsys.readouterr().err
+
+
+def test_destroy_without_yes_and_without_a_terminal_refuses(fake_pulumi, monkeypatch, capsys):
+    log = fake_pulumi("no-aws-credentials")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert main(["destroy", "dev"]) == 2
+    assert "pass --yes to confirm" in capsys.readouterr().err
+    assert not log.exists()
+
+
+def test_secrets_provider_comes_from_the_stack_file(tmp_path):
+    stack_file = tmp_path / "Pulumi.team.yaml"
+    assert automation_command.secrets_provider(stack_file) is None
+    stack_file.write_text("secretsprovider: awskms://alias/pulumi?region=us-west-2\nconfig: {}\n")
+    assert automation_command.secrets_provider(stack_file) == "awskms://alias/pulumi?region=us-west-2"
+
+
+def test_up_retries_the_smoke_check_until_the_model_serves(monkeypatch, capsys):
+    answers = iter([1, 1, 0])
+    calls: list[str] = []
+
+    def smoke(stack: str) -> int:
+        calls.append(stack)
+        return next(answers)
+
+    monkeypatch.setattr(automation_command, "smoke", smoke)
+    monkeypatch.setattr(automation_command, "SMOKE_RETRY_SECONDS", 0)
+    assert wait_for_model("dev", 60, Console(json_mode=False)) == 0
+    assert calls == ["dev"] * 3
+    assert "attempt 3" in capsys.readouterr().out
+
+
+def test_up_gives_up_when_the_model_never_serves(monkeypatch, capsys):
+    monkeypatch.setattr(automation_command, "smoke", lambda stack: 1)
+    monkeypatch.setattr(automation_command, "SMOKE_RETRY_SECONDS", 0)
+    assert wait_for_model("dev", 0, Console(json_mode=False)) == 1
+    assert "did not pass the smoke check within 0 s" in capsys.readouterr().err
+
+
+def test_json_mode_prints_engine_events_as_json_lines(capsys):
+    from pulumi.automation import EngineEvent
+
+    console = Console(json_mode=True)
+    event = {
+        "sequence": 3,
+        "timestamp": 7,
+        "summaryEvent": {
+            "maybeCorrupt": False,
+            "durationSeconds": 1,
+            "resourceChanges": {"same": 2},
+            "PolicyPacks": {},
+        },
+    }
+    console.event(EngineEvent.from_json(event))
+    console.output("progress text")
+    captured = capsys.readouterr()
+    assert [json.loads(line) for line in captured.out.splitlines()] == [event]
+    assert captured.err == "progress text\n"
+
+
+def test_engine_events_are_collected_for_a_preview_summary_and_for_json_output():
+    plain, machine = Console(json_mode=False), Console(json_mode=True)
+    assert plain.engine_options(diff=False)["on_event"] is None
+    assert plain.engine_options(diff=False, events=True)["on_event"] == plain.event
+    assert machine.engine_options(diff=True)["on_event"] == machine.event
+    assert machine.engine_options(diff=True)["diff"] is True
