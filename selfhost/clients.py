@@ -90,12 +90,22 @@ def _bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.set_defaults(run=run_bench_command)
 
 
+CHAT_EXTRA_MISSING = (
+    "The chat page needs Gradio, which deployments leave out: install the `chat` extra with "
+    "`uv sync --extra chat` (or `pip install 'self-hosted-llm[chat]'`) and run `selfhost chat` again."
+)
+
+
 def run_chat(args: argparse.Namespace) -> int:
+    # Gradio is an optional extra and takes seconds to import: only `selfhost chat` asks for it.
+    try:
+        from chat.app import serve
+    except ModuleNotFoundError as error:
+        if error.name != "gradio":
+            raise
+        return _fail(CHAT_EXTRA_MISSING, code=2)
     try:
         with open_endpoint(args, "chat") as endpoint:
-            # Gradio takes seconds to import: only `selfhost chat` pays for it.
-            from chat.app import serve
-
             print(f"Endpoint: {endpoint.source}")
             print(f"Chat page: http://127.0.0.1:{args.port}  (Ctrl-C stops it)")
             serve(endpoint, args.model, args.port)

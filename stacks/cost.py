@@ -53,7 +53,7 @@ def _gp3(gib: int) -> float:
 
 def cost_items(config: PlatformConfig) -> list[CostItem]:
     plan = config.serving
-    instance = config.llm.instance
+    instance = config.instance
     nat_count = 1 if config.network.nat_gateways == "single" else config.network.az_count
     system_type, system_price = min(SYSTEM_INSTANCE_PRICES.items(), key=lambda item: item[1])
     nodes = plan.nodes + SYSTEM_NODES

@@ -5,25 +5,50 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+from pydantic import SecretStr
 
 from components.cluster.component import Cluster, ClusterArgs, update_kubeconfig_command
 from components.gpu.component import GpuSupport, GpuSupportArgs
 from components.karpenter.component import Karpenter, KarpenterArgs
-from components.karpenter.nodes import NAMESPACE as KARPENTER_NAMESPACE
+from components.karpenter.nodes import NodeSettings, gpu_instance_types
+from components.karpenter.values import NAMESPACE as KARPENTER_NAMESPACE
 from components.monitoring.component import Monitoring, MonitoringArgs
 from components.network.component import Network, NetworkArgs
 from components.serving.component import ModelServer, ModelServerArgs, require_model_access
-from components.serving.manifests import serving_settings
+from components.serving.manifests import ServingSettings, serving_settings
 from stacks.config import PlatformConfig
+
+
+def node_settings(config: PlatformConfig) -> NodeSettings:
+    return NodeSettings(
+        stack=config.stack,
+        ami_alias=config.cluster.node_ami_alias,
+        root_volume_gib=config.cluster.node_root_volume_gib,
+        gpu_instance_types=gpu_instance_types(config.instance, config.llm.instance_family_fallback),
+        capacity_types=config.llm.capacity_types,
+        gpu_limit=config.serving.gpu_limit,
+        model_id=config.model.id,
+    )
+
+
+def model_serving(config: PlatformConfig) -> ServingSettings:
+    """What the model server's manifests are built from: the llm settings, catalog entries and the plan."""
+    return serving_settings(config.llm, config.model, config.instance, config.serving)
+
+
+def secret_output(value: SecretStr | None) -> pulumi.Output[str] | None:
+    """A config secret as a Pulumi secret Output, so state, previews and the plan mask it."""
+    return None if value is None else pulumi.Output.secret(value.get_secret_value())
 
 
 def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
     """Register every component; `deploying` is true for `pulumi up`, false for a preview or the plan."""
     for warning in config.warnings:
         pulumi.log.warn(warning)
+    serving = model_serving(config)
     if deploying:
         # A gated model without a Hugging Face token stops `pulumi up` here, before anything is built.
-        require_model_access(serving_settings(config.llm, config.serving))
+        require_model_access(serving)
     network = Network(
         "network",
         NetworkArgs(
@@ -40,7 +65,7 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
             private_subnet_ids=network.private_subnet_ids,
             # The Karpenter controller runs on Fargate, so no node has to exist before it.
             fargate_namespaces=(KARPENTER_NAMESPACE,),
-            aws_profile=config.aws_profile,
+            aws_profile=config.aws.profile,
             # CoreDNS, the first pods, pull their images through the NAT routes.
             depends_on=[network],
         ),
@@ -48,7 +73,9 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
     karpenter = Karpenter(
         "karpenter",
         KarpenterArgs(
-            config=config,
+            name=config.name,
+            region=config.region,
+            nodes=node_settings(config),
             cluster_name=cluster.name,
             cluster_endpoint=cluster.endpoint,
             oidc_provider_arn=cluster.oidc_provider_arn,
@@ -83,10 +110,10 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
     model_server = ModelServer(
         "model-server",
         ModelServerArgs(
-            llm=config.llm,
-            plan=config.serving,
+            settings=serving,
             provider=cluster.provider,
-            node_pool=karpenter.gpu_node_pool_name,
+            api_key=secret_output(config.llm.api_key),
+            hf_token=secret_output(config.llm.hf_token),
             # GPU pods need the NodePools to get a node and the device plugin to see its GPUs.
             depends_on=[karpenter, gpu],
             monitoring_depends_on=[monitoring.release],
@@ -108,7 +135,7 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
         "grafana_port_forward_command": monitoring.grafana_port_forward_command,
         "grafana_admin_password": monitoring.grafana_admin_password,
         "grafana_dashboards": [*gpu.dashboards, *model_server.dashboards],
-        "model": config.llm.model.id,
+        "model": config.model.id,
         "max_model_len": config.serving.max_model_len,
         "tensor_parallel_size": config.serving.tensor_parallel_size,
         "endpoint_service": model_server.endpoint_service,

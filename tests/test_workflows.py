@@ -120,3 +120,14 @@ def test_pull_request_previews_never_run_for_forks_or_without_a_role():
     assert "vars.AWS_ROLE_ARN != ''" in condition
     assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
     assert jobs["preview"]["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+
+
+def test_jobs_that_plan_preview_or_deploy_install_no_dev_dependencies():
+    # The chat page (Gradio) and the test tools are in the dev group; UV_NO_DEV keeps `uv sync` and `uv run`
+    # from installing them where only the Pulumi program runs.
+    workflows = {path.name: yaml.safe_load(path.read_text()) for path in WORKFLOWS}
+    lean = {"deploy.yml": ("up-dev", "up-prod"), "pull-request.yml": ("offline-plan-diff", "preview")}
+    for name, jobs in lean.items():
+        for job in jobs:
+            assert workflows[name]["jobs"][job]["env"]["UV_NO_DEV"] == "1", (name, job)
+    assert "UV_NO_DEV" not in workflows["tests.yml"]["jobs"]["tests"].get("env", {})

@@ -29,21 +29,23 @@ from components.karpenter.iam import (
     node_trust_policy,
 )
 from components.karpenter.nodes import (
-    CHART,
-    CRD_CHART,
     GPU_POOL,
-    KARPENTER_VERSION,
-    NAMESPACE,
     NODE_CLASS_API,
-    SERVICE_ACCOUNT,
     SYSTEM_POOL,
+    NodeSettings,
     gpu_node_class,
     gpu_node_pool,
-    helm_values,
     system_node_class,
     system_node_pool,
 )
-from stacks.config import PlatformConfig
+from components.karpenter.values import (
+    CHART,
+    CRD_CHART,
+    KARPENTER_VERSION,
+    NAMESPACE,
+    SERVICE_ACCOUNT,
+    helm_values,
+)
 
 # Seconds an interruption message is kept: a spot warning comes 2 minutes ahead, so older ones are moot
 # (upstream MessageRetentionPeriod).
@@ -56,7 +58,10 @@ NODE_CLASS_DELETE_TIMEOUT = "30m"
 
 @dataclass
 class KarpenterArgs:
-    config: PlatformConfig
+    # The stack's name prefix (PlatformConfig.name) for AWS object names.
+    name: str
+    region: str
+    nodes: NodeSettings
     cluster_name: pulumi.Input[str]
     cluster_endpoint: pulumi.Input[str]
     oidc_provider_arn: pulumi.Input[str]
@@ -84,7 +89,7 @@ class Karpenter(pulumi.ComponentResource):
     def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("selfhost:index:Karpenter", name, None, opts)
         # Children carry the stack's prefix, so AWS names show which stack they belong to.
-        self._name = f"{args.config.name}-karpenter"
+        self._name = f"{args.name}-karpenter"
         self._args = args
         invoke = pulumi.InvokeOutputOptions(parent=self)
         self._partition = aws.get_partition_output(opts=invoke)
@@ -194,7 +199,7 @@ class Karpenter(pulumi.ComponentResource):
         )
         scope = pulumi.Output.all(
             self._partition.partition,
-            args.config.region,
+            args.region,
             self._account_id,
             args.cluster_name,
             node_role.arn,
@@ -233,7 +238,7 @@ class Karpenter(pulumi.ComponentResource):
         )
         values = pulumi.Output.all(
             args.cluster_name, args.cluster_endpoint, queue.name, controller_role.arn
-        ).apply(lambda v: helm_values(v[0], v[1], v[2], v[3], args.config.region))
+        ).apply(lambda v: helm_values(v[0], v[1], v[2], v[3], args.region))
         release = k8s.helm.v3.Release(
             f"{self._name}-release",
             name="karpenter",
@@ -256,10 +261,10 @@ class Karpenter(pulumi.ComponentResource):
         args = self._args
         node_class_inputs = pulumi.Output.all(args.cluster_name, node_role.name)
         classes = {
-            GPU_POOL: node_class_inputs.apply(lambda v: gpu_node_class(args.config, v[0], v[1])),
-            SYSTEM_POOL: node_class_inputs.apply(lambda v: system_node_class(args.config, v[0], v[1])),
+            GPU_POOL: node_class_inputs.apply(lambda v: gpu_node_class(args.nodes, v[0], v[1])),
+            SYSTEM_POOL: node_class_inputs.apply(lambda v: system_node_class(args.nodes, v[0], v[1])),
         }
-        pools = {GPU_POOL: gpu_node_pool(args.config), SYSTEM_POOL: system_node_pool()}
+        pools = {GPU_POOL: gpu_node_pool(args.nodes), SYSTEM_POOL: system_node_pool()}
         created_pools = []
         for pool, node_class in classes.items():
             # Custom resources need their CRDs, a running controller (also so that deleting them can

@@ -1,26 +1,19 @@
-"""Karpenter's Helm values and its node classes and node pools, as plain dicts.
+"""Karpenter's node classes and node pools, as plain dicts, and the labels and taints workloads use to pick
+a pool.
 
 Field names and allowed values: the v1.14.1 CRDs (karpenter.sh_nodepools.yaml,
-karpenter.k8s.aws_ec2nodeclasses.yaml) and the chart's values.yaml, in aws/karpenter-provider-aws at tag
-v1.14.1. Behaviour notes cite the v1.14 docs (website/content/en/v1.14/concepts/*.md).
+karpenter.k8s.aws_ec2nodeclasses.yaml) in aws/karpenter-provider-aws at tag v1.14.1. Behaviour notes cite the
+v1.14 docs (website/content/en/v1.14/concepts/*.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from stacks.catalogs.instances import SYSTEM_INSTANCE_PRICES, family_members
-from stacks.config import LlmSettings, PlatformConfig
+from stacks.catalogs.instances import SYSTEM_INSTANCE_PRICES, GpuInstance, family_members
 
 Manifest = dict[str, Any]
-
-KARPENTER_VERSION = "1.14.1"
-CHART = "oci://public.ecr.aws/karpenter/karpenter"
-# Helm installs a chart's crds/ only on first install and never upgrades them; upstream's upgrade guide
-# manages the CRDs with this separate chart so that a version bump also updates them.
-CRD_CHART = "oci://public.ecr.aws/karpenter/karpenter-crd"
-NAMESPACE = "karpenter"
-SERVICE_ACCOUNT = "karpenter"
 
 NODE_POOL_API = "karpenter.sh/v1"
 NODE_CLASS_API = "karpenter.k8s.aws/v1"
@@ -40,10 +33,6 @@ GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 
-# The getting-started guide's controller size: 1 vCPU / 1Gi requests = limits. Fargate adds 256 MB and
-# rounds up, so each of the chart's 2 replicas is billed as 1 vCPU / 2 GB.
-CONTROLLER_RESOURCES = {"cpu": "1", "memory": "1Gi"}
-
 # AL2023's root device (docs: nodeclasses.md, blockDeviceMappings defaults).
 ROOT_DEVICE = "/dev/xvda"
 # Nodes are recycled after 30 days (the CRD default, stated so the choice is visible): a fresh node picks
@@ -56,43 +45,27 @@ SYSTEM_TERMINATION_GRACE_PERIOD = "15m"
 SYSTEM_POOL_LIMITS = {"cpu": "8", "memory": "32Gi"}
 
 
-def helm_values(
-    cluster_name: str, cluster_endpoint: str, queue_name: str, controller_role_arn: str, region: str
-) -> dict[str, Any]:
-    """Values for the karpenter chart; every key exists in the chart's values.yaml."""
-    return {
-        "settings": {
-            "clusterName": cluster_name,
-            "clusterEndpoint": cluster_endpoint,
-            # The queue's name, not its URL or ARN (chart: "the name of the SQS queue").
-            "interruptionQueue": queue_name,
-        },
-        "serviceAccount": {
-            # Named explicitly because the IRSA trust policy names this exact subject.
-            "name": SERVICE_ACCOUNT,
-            "annotations": {"eks.amazonaws.com/role-arn": controller_role_arn},
-        },
-        "controller": {
-            "resources": {"requests": CONTROLLER_RESOURCES, "limits": CONTROLLER_RESOURCES},
-            # Fargate has no instance metadata to read the region from; the chart's own example of `env`.
-            "env": [{"name": "AWS_REGION", "value": region}],
-        },
-        # The controller needs DNS only for AWS endpoints (STS, EC2, SQS, SSM, pricing); it reaches the API
-        # server by the in-cluster service IP. `Default` resolves through the VPC resolver, so Karpenter
-        # starts even while CoreDNS is still pending on its Fargate profile, or has been moved to nodes
-        # that only Karpenter can buy (troubleshooting.md, "DNS chicken-and-egg").
-        "dnsPolicy": "Default",
-        # The chart default, stated because the PodDisruptionBudget and zone spread assume two.
-        "replicas": 2,
-    }
+@dataclass(frozen=True)
+class NodeSettings:
+    """What the node classes and pools of one stack are built from."""
+
+    stack: str
+    ami_alias: str
+    root_volume_gib: int
+    gpu_instance_types: tuple[str, ...]
+    capacity_types: tuple[str, ...]
+    # nvidia.com/gpu the GPU pool may hold at once (the serving plan's GPUs plus a spare node's).
+    gpu_limit: int
+    # Model id, for the cost-allocation tag.
+    model_id: str
 
 
-def gpu_instance_types(llm: LlmSettings) -> list[str]:
+def gpu_instance_types(instance: GpuInstance, family_fallback: bool) -> tuple[str, ...]:
     """The configured type first, then (when allowed) the family's other sizes with the same GPUs."""
-    types = [llm.instance.name]
-    if llm.instance_family_fallback:
-        types += [name for name in family_members(llm.instance) if name != llm.instance.name]
-    return types
+    types = [instance.name]
+    if family_fallback:
+        types += [name for name in family_members(instance) if name != instance.name]
+    return tuple(types)
 
 
 def gpu_taint_tolerations() -> list[dict[str, str]]:
@@ -104,14 +77,14 @@ def _node_class(
     name: str,
     cluster_name: str,
     role_name: str,
-    config: PlatformConfig,
+    nodes: NodeSettings,
     tags: dict[str, str],
     local_nvme: bool,
 ) -> Manifest:
     spec: dict[str, Any] = {
         # An alias picks the EKS-optimized AMI variant per instance: AL2023 NVIDIA for GPU types, standard
         # otherwise (amifamily/al2023.go). Pinned in production, since `latest` drifts on every release.
-        "amiSelectorTerms": [{"alias": config.cluster.node_ami_alias}],
+        "amiSelectorTerms": [{"alias": nodes.ami_alias}],
         "role": role_name,
         "subnetSelectorTerms": [{"tags": {DISCOVERY_TAG: cluster_name}}],
         "securityGroupSelectorTerms": [{"tags": {DISCOVERY_TAG: cluster_name}}],
@@ -119,7 +92,7 @@ def _node_class(
             {
                 "deviceName": ROOT_DEVICE,
                 "ebs": {
-                    "volumeSize": f"{config.cluster.node_root_volume_gib}Gi",
+                    "volumeSize": f"{nodes.root_volume_gib}Gi",
                     "volumeType": "gp3",
                     "encrypted": True,
                     "deleteOnTermination": True,
@@ -146,29 +119,29 @@ def _node_class(
     return {"apiVersion": NODE_CLASS_API, "kind": "EC2NodeClass", "metadata": {"name": name}, "spec": spec}
 
 
-def cost_tags(config: PlatformConfig, pool: str) -> dict[str, str]:
+def cost_tags(nodes: NodeSettings, pool: str) -> dict[str, str]:
     """Tags on every instance, volume and launch template of a pool, for cost allocation reports."""
-    return {"selfhost:stack": config.stack, "selfhost:pool": pool}
+    return {"selfhost:stack": nodes.stack, "selfhost:pool": pool}
 
 
-def gpu_node_class(config: PlatformConfig, cluster_name: str, role_name: str) -> Manifest:
+def gpu_node_class(nodes: NodeSettings, cluster_name: str, role_name: str) -> Manifest:
     # Tags are part of what Karpenter compares for drift, so after a model change the GPU nodes are
     # replaced once more (one at a time, outside the business-hours budget) to carry the new tag.
-    tags = {**cost_tags(config, GPU_POOL), "selfhost:model": config.llm.model.id}
+    tags = {**cost_tags(nodes, GPU_POOL), "selfhost:model": nodes.model_id}
     # Every GPU type in the catalog has local NVMe (stacks/catalogs/instances.py, nvme_gb).
-    return _node_class(GPU_POOL, cluster_name, role_name, config, tags, local_nvme=True)
+    return _node_class(GPU_POOL, cluster_name, role_name, nodes, tags, local_nvme=True)
 
 
-def system_node_class(config: PlatformConfig, cluster_name: str, role_name: str) -> Manifest:
+def system_node_class(nodes: NodeSettings, cluster_name: str, role_name: str) -> Manifest:
     # The system pool's types (m6a/m6i/m7i/m7a .large) have no instance store.
-    return _node_class(SYSTEM_POOL, cluster_name, role_name, config, cost_tags(config, SYSTEM_POOL), False)
+    return _node_class(SYSTEM_POOL, cluster_name, role_name, nodes, cost_tags(nodes, SYSTEM_POOL), False)
 
 
 def _node_class_ref(name: str) -> dict[str, str]:
     return {"group": NODE_CLASS_GROUP, "kind": "EC2NodeClass", "name": name}
 
 
-def gpu_node_pool(config: PlatformConfig) -> Manifest:
+def gpu_node_pool(nodes: NodeSettings) -> Manifest:
     return {
         "apiVersion": NODE_POOL_API,
         "kind": "NodePool",
@@ -182,12 +155,12 @@ def gpu_node_pool(config: PlatformConfig) -> Manifest:
                         {
                             "key": "node.kubernetes.io/instance-type",
                             "operator": "In",
-                            "values": gpu_instance_types(config.llm),
+                            "values": list(nodes.gpu_instance_types),
                         },
                         {
                             "key": "karpenter.sh/capacity-type",
                             "operator": "In",
-                            "values": list(config.llm.capacity_types),
+                            "values": list(nodes.capacity_types),
                         },
                         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
                     ],
@@ -197,9 +170,9 @@ def gpu_node_pool(config: PlatformConfig) -> Manifest:
                 },
             },
             # The serving plan's GPUs plus one spare node's, so a replacement can start before a node is
-            # drained (stacks/sizing.py; stacks/config.py keeps it within llm:maxGpus). 0 when llm:replicas
+            # drained (stacks/sizing.py; stacks/config/__init__.py keeps it within llm:maxGpus). 0 when llm:replicas
             # is 0: no GPU node can be bought while the model is parked.
-            "limits": {GPU_RESOURCE: config.serving.gpu_limit},
+            "limits": {GPU_RESOURCE: nodes.gpu_limit},
             "disruption": {
                 # A GPU node goes only once no model replica runs on it. Underutilization-driven moves
                 # would restart a replica elsewhere and pay another multi-minute model load for a small

@@ -16,14 +16,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.karpenter.nodes import GPU_POOL
 from components.monitoring.dashboards import dashboard_configmap
 from components.serving.alerts import prometheus_rule
 from components.serving.budget import replica_ready_seconds, rollout_seconds
 from components.serving.dashboard import VLLM_DASHBOARD_TITLE, vllm_dashboard
 from components.serving.manifests import (
     APP_NAME,
-    DEFAULT_NAMESPACE,
     ServingSettings,
     credentials_secret,
     deployment_manifest,
@@ -33,10 +31,7 @@ from components.serving.manifests import (
     pod_disruption_budget,
     service_manifest,
     service_monitor,
-    serving_settings,
 )
-from stacks.config import LlmSettings
-from stacks.sizing import ServingPlan
 
 # Long enough to be hard to guess, and letters and digits only so it fits an HTTP header and a shell unquoted.
 API_KEY_LENGTH = 48
@@ -58,12 +53,12 @@ def require_model_access(settings: ServingSettings) -> None:
 
 @dataclass
 class ModelServerArgs:
-    llm: LlmSettings
-    plan: ServingPlan
+    settings: ServingSettings
     provider: k8s.Provider
-    namespace: str = DEFAULT_NAMESPACE
-    # The Karpenter NodePool whose nodes carry the GPUs.
-    node_pool: str = GPU_POOL
+    # The API key clients must send (a Pulumi secret); None: one is generated.
+    api_key: pulumi.Output[str] | None = None
+    # The Hugging Face token for gated models (a Pulumi secret).
+    hf_token: pulumi.Output[str] | None = None
     # What must exist before pods can be scheduled (Karpenter, its NodePools, the GPU device plugin).
     depends_on: Sequence[pulumi.Resource] = ()
     # The kube-prometheus-stack release, whose CRDs the ServiceMonitor and PrometheusRule need.
@@ -85,7 +80,7 @@ class ModelServer(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("selfhost:index:ModelServer", name, None, opts)
-        settings = serving_settings(args.llm, args.plan, args.namespace, args.node_pool)
+        settings = args.settings
         self._name, self._args, self._settings = name, args, settings
 
         namespace = k8s.core.v1.Namespace(
@@ -134,8 +129,8 @@ class ModelServer(pulumi.ComponentResource):
         )
 
     def _api_key(self) -> pulumi.Output[str]:
-        if self._args.llm.api_key is not None:
-            return self._args.llm.api_key
+        if self._args.api_key is not None:
+            return self._args.api_key
         generated = random.RandomPassword(
             f"{self._name}-api-key",
             length=API_KEY_LENGTH,
@@ -145,7 +140,7 @@ class ModelServer(pulumi.ComponentResource):
         return generated.result
 
     def _credentials(self) -> k8s.core.v1.Secret:
-        secret = credentials_secret(self._settings, self.api_key, self._args.llm.hf_token)
+        secret = credentials_secret(self._settings, self.api_key, self._args.hf_token)
         return k8s.core.v1.Secret(
             f"{self._name}-credentials",
             metadata=secret["metadata"],

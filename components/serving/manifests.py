@@ -37,6 +37,7 @@ from components.serving.budget import (
     termination_grace_seconds,
 )
 from stacks.catalogs.instances import GpuInstance
+from stacks.catalogs.models import ModelSpec
 from stacks.config import LlmSettings
 from stacks.sizing import ServingPlan
 
@@ -80,13 +81,18 @@ class ServingSettings:
 
 
 def serving_settings(
-    llm: LlmSettings, plan: ServingPlan, namespace: str = DEFAULT_NAMESPACE, node_pool: str = GPU_POOL
+    llm: LlmSettings,
+    model: ModelSpec,
+    instance: GpuInstance,
+    plan: ServingPlan,
+    namespace: str = DEFAULT_NAMESPACE,
+    node_pool: str = GPU_POOL,
 ) -> ServingSettings:
     return ServingSettings(
         namespace=namespace,
-        model_id=llm.model.id,
-        model_label=llm.model.short_name,
-        gated=llm.model.gated,
+        model_id=model.id,
+        model_label=model.short_name,
+        gated=model.gated,
         image=llm.vllm_image,
         tensor_parallel_size=plan.tensor_parallel_size,
         max_model_len=plan.max_model_len,
@@ -95,7 +101,7 @@ def serving_settings(
         replicas_per_node=plan.replicas_per_node,
         nodes=plan.nodes,
         weights_gib=plan.weights_gib,
-        instance=llm.instance,
+        instance=instance,
         extra_engine_args=llm.extra_engine_args,
         service_type=llm.service_type,
         load_balancer_scheme=llm.load_balancer_scheme,

@@ -2,7 +2,7 @@
 
 Sources:
 - vLLM engine metrics: vllm/v1/metrics/loggers.py (PrometheusStatLogger) at v0.33.0, the release of the
-  pinned image (stacks/config.py VLLM_IMAGE).
+  pinned image (stacks/config/schema.py VLLM_IMAGE).
   prometheus_client exposes a Counter named `vllm:x` as `vllm:x_total`, a Histogram as `vllm:x_bucket`,
   `vllm:x_sum` and `vllm:x_count`. Every engine metric carries the labels `model_name`
   (the --served-model-name) and `engine` (the engine core index, "0" without data parallelism).

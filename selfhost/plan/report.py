@@ -23,8 +23,8 @@ def build_report(result: PlanResult) -> dict[str, Any]:
     return {
         "stack": result.stack,
         "region": config.region,
-        "model": config.llm.model.id,
-        "instance_type": config.llm.instance.name,
+        "model": config.model.id,
+        "instance_type": config.instance.name,
         "sizing": asdict(config.serving),
         "cost": {
             "total_usd_per_hour": round(total_usd_per_hour(items), 4),

@@ -161,7 +161,8 @@ def run_program(
     holder: dict[str, Any] = {}
 
     def body() -> None:
-        platform_config = config_from_pulumi()
+        # The plan never decrypts: secret values are placeholders, whose contents are not checked.
+        platform_config = config_from_pulumi(secrets_readable=False)
         holder["config"] = platform_config
         # The plan shows what a preview would: a config problem that only `pulumi up` enforces stays a warning.
         holder["outputs"] = (program or preview_platform)(platform_config)

@@ -16,6 +16,7 @@ import pytest
 
 from components.karpenter.nodes import gpu_node_pool, system_node_pool
 from selfhost.plan.runner import PlanResult
+from stacks.platform import node_settings
 from tests.conformance.helm_values import helm_merge, lookup, reference_values, releases
 from tests.conformance.scheduling import (
     Node,
@@ -66,7 +67,9 @@ GPU_NODE_WITHOUT_PRESENT_LABEL = Node(
 @pytest.fixture(scope="module")
 def gpu_node(dev_plan: PlanResult) -> Node:
     return node_from_pool(
-        gpu_node_pool(dev_plan.config), G6_XLARGE_LABELS, "ip-10-0-1-11.us-west-2.compute.internal"
+        gpu_node_pool(node_settings(dev_plan.config)),
+        G6_XLARGE_LABELS,
+        "ip-10-0-1-11.us-west-2.compute.internal",
     )
 
 

@@ -174,7 +174,7 @@ def reference_allocatable(reference: Path) -> dict[str, tuple[int, int, int]]:
 
 def test_replicas_per_node_fit_the_instance(case_plan, reference):
     gpus, cpu_allocatable, memory_allocatable = reference_allocatable(reference)[
-        case_plan.config.llm.instance.name
+        case_plan.config.instance.name
     ]
     per_node = case_plan.config.serving.replicas_per_node
     container = of_kind(serving_objects(case_plan), "Deployment")["spec"]["template"]["spec"]["containers"][0]

@@ -1,16 +1,19 @@
 import json
+import shutil
 from datetime import date
 
+import jsonschema
 import pytest
 
-from selfhost.plan.runner import run_program, stack_config
-from stacks.config import KEYS, MAX_STACK_NAME_LENGTH, ConfigError, load_config
+from selfhost.cli import main
+from selfhost.plan.runner import PROJECT_DIR, run_program, stack_config
+from stacks.config import MAX_STACK_NAME_LENGTH, ConfigError, config_keys, config_schema, load_config
 
 TODAY = date(2026, 11, 26)
 
 
-def load(raw: dict[str, str], stack: str = "dev"):
-    return load_config(raw, stack, today=TODAY)
+def load(raw: dict[str, str], stack: str = "dev", secret_keys: tuple[str, ...] = ()):
+    return load_config(raw, stack, secret_keys=secret_keys, today=TODAY)
 
 
 def errors_of(raw: dict[str, str]) -> list[str]:
@@ -21,8 +24,8 @@ def errors_of(raw: dict[str, str]) -> list[str]:
 
 def test_defaults_serve_mistral_on_one_l4():
     config = load({})
-    assert config.llm.model.id == "mistralai/Mistral-7B-Instruct-v0.2"
-    assert config.llm.instance.name == "g6.xlarge"
+    assert config.model.id == "mistralai/Mistral-7B-Instruct-v0.2"
+    assert config.instance.name == "g6.xlarge"
     assert config.llm.replicas == 1
     assert config.region == "us-west-2"
     assert config.serving.tensor_parallel_size == 1
@@ -61,12 +64,12 @@ def test_every_error_is_reported_at_once_naming_key_value_and_what_is_valid():
         "llm:instanceType: 'm5.large'": "g6.xlarge",
         "llm:replicas: -1": "≥ 0",
         "llm:gpuMemoryUtilization: 1.5": "between 0 and 1",
-        "llm:capacityTypes: ['spot', 'reserved']": '"spot" and/or "on-demand"',
+        "llm:capacityTypes: ['spot', 'reserved']": "'spot' or 'on-demand'",
         "network:azCount: 1": "from 2 to 6",
         "network:cidr: '10.0.0.0/33'": "CIDR",
-        "network:natGateways: 'double'": "single, perAz",
-        "cluster:version: '1.29'": "1.32",
-        "cluster:publicAccessCidrs: 'my-office'": "CIDR",
+        "network:natGateways: 'double'": "'single' or 'perAz'",
+        "cluster:version: 1.29": "1.32",
+        "cluster:publicAccessCidrs: ['my-office']": "CIDR",
         "monitoring:retention: 'two weeks'": "15d",
     }
     assert len(errors) == len(expected), errors
@@ -78,7 +81,7 @@ def test_every_error_is_reported_at_once_naming_key_value_and_what_is_valid():
 
 def test_non_numbers_are_reported_as_type_errors():
     errors = errors_of({"llm:replicas": "two", "llm:gpuMemoryUtilization": "lots"})
-    assert "llm:replicas: 'two' is not valid; expected a whole number" in errors[0]
+    assert errors[0] == "llm:replicas: 'two' is not valid; expected a whole number ≥ 0"
     assert errors[1].startswith("llm:gpuMemoryUtilization: 'lots'")
 
 
@@ -123,7 +126,7 @@ def test_unknown_model_with_its_size_is_planned():
     # KV per token 2 x 40 x 40 x 128 x 2 = 819,200 B -> 18,374 tokens, enough for 4,096.
     assert config.serving.kv_cache_tokens == 18_374
     assert config.serving.max_model_len == 4096
-    assert not config.llm.model.gated
+    assert not config.model.gated
 
 
 def test_gpu_ceiling_guards_cost():
@@ -137,9 +140,9 @@ def test_gpu_ceiling_guards_cost():
 
 def test_unknown_keys_in_our_namespaces_are_errors():
     errors = errors_of({"llm:replica": "2", "network:cidrs": "10.0.0.0/16"})
-    assert errors[0].startswith("llm:replica: unknown key")
-    assert "llm:replicas" in errors[0]
-    assert errors[1].startswith("network:cidrs: unknown key")
+    assert errors[0].startswith("llm:replica: unknown key (did you mean llm:replicas?)")
+    assert errors[1].startswith("network:cidrs: unknown key (did you mean network:cidr?)")
+    assert "network:azCount" in errors[1]
 
 
 def test_kubernetes_version_support_windows():
@@ -149,7 +152,7 @@ def test_kubernetes_version_support_windows():
     assert any("extended support" in warning for warning in config.warnings)
     # 1.31's extended support ends 2026-11-26: gone on that day.
     assert errors_of({"cluster:version": "1.31", "cluster:supportType": "EXTENDED"})[0].startswith(
-        "cluster:version: '1.31'"
+        "cluster:version: 1.31 is not valid"
     )
     assert load({"cluster:version": "1.34"}).cluster.version == "1.34"
 
@@ -166,7 +169,7 @@ def test_image_must_be_pinned():
 
 
 def test_secret_keys_are_declared_secret():
-    secret = {key.name for key in KEYS if key.secret}
+    secret = {key.name for key in config_keys() if key.secret}
     assert secret == {"llm:hfToken", "llm:apiKey"}
 
 
@@ -175,6 +178,14 @@ def test_region_must_be_a_region_code():
         "aws:region: 'Oregon' is not valid; expected an AWS region code such as us-west-2"
     ]
     assert load({"aws:region": "eu-central-1"}).region == "eu-central-1"
+
+
+def test_a_misspelt_region_is_not_a_region():
+    # The shape of a region code is not enough: AWS has no us-weest-2 (pulumi_aws.Region lists what it has).
+    assert errors_of({"aws:region": "us-weest-2"}) == [
+        "aws:region: 'us-weest-2' is not valid; expected an AWS region code such as us-west-2 "
+        "(did you mean us-west-2?)"
+    ]
 
 
 def test_stack_names_that_do_not_fit_aws_names_are_rejected():
@@ -225,3 +236,97 @@ def test_other_engine_args_pass():
         {"llm:extraEngineArgs": '["--enforce-eager", "--max-num-seqs=64", "--kv-cache-dtype", "fp8"]'}
     )
     assert config.llm.extra_engine_args == ("--enforce-eager", "--max-num-seqs=64", "--kv-cache-dtype", "fp8")
+
+
+def test_a_misspelt_key_in_a_stack_file_fails_the_plan_naming_the_closest_key(tmp_path, capsys):
+    # The keys reach the program exactly as the Pulumi CLI passes them (every key of the stack file), so a typo
+    # is not silently replaced by the default.
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path)
+    (tmp_path / "Pulumi.typo.yaml").write_text("config:\n  llm:instanceTyp: g6.12xlarge\n  llm:modle: x/y\n")
+    assert main(["plan", "typo", "--project-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "llm:instanceTyp: unknown key (did you mean llm:instanceType?)" in err
+    assert "llm:modle: unknown key (did you mean llm:model?)" in err
+
+
+def test_the_language_hosts_config_environment_is_read_whole(monkeypatch):
+    # `pulumi up` runs the program with PULUMI_CONFIG (every key, as JSON text) and PULUMI_CONFIG_SECRET_KEYS
+    # (pulumi-language-python); nothing is passed through set_all_config there.
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"llm:replicas": "2", "llm:replica": "3"}))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
+
+    def program(config):
+        raise AssertionError("the config must not load")
+
+    with pytest.raises(ConfigError) as error:
+        run_program("dev", {}, [], program)
+    assert error.value.errors == [
+        "llm:replica: unknown key (did you mean llm:replicas?); the keys of llm: are "
+        + ", ".join(key.name for key in config_keys() if key.name.startswith("llm:"))
+    ]
+
+
+def test_secrets_in_plain_text_are_refused_with_the_command_that_encrypts_them():
+    errors = errors_of({"llm:hfToken": "hf_plaintext_token_0123456789", "llm:apiKey": "k" * 40})
+    assert errors == [
+        "llm:hfToken is written in plain text in the stack file; remove it there and store it encrypted with "
+        "`pulumi config set --secret llm:hfToken <value>`",
+        "llm:apiKey is written in plain text in the stack file; remove it there and store it encrypted with "
+        "`pulumi config set --secret llm:apiKey <value>`",
+    ]
+    assert not any("hf_plaintext" in error or "k" * 40 in error for error in errors)
+
+
+def test_a_short_api_key_is_refused_without_showing_it():
+    with pytest.raises(ConfigError) as error:
+        load({"llm:apiKey": "sesame-31-characters-long-....."}, secret_keys=("llm:apiKey",))
+    [message] = error.value.errors
+    assert message.startswith("llm:apiKey: the value is not valid; expected at least 32 characters")
+    assert "sesame" not in message
+    assert load({"llm:apiKey": "a" * 32}, secret_keys=("llm:apiKey",)).llm.api_key is not None
+
+
+def test_the_offline_plan_cannot_read_secrets_and_does_not_judge_them():
+    # The plan replaces every secure value with a placeholder; its length says nothing about the real key's.
+    config = load_config(
+        {"llm:apiKey": "[secret]"}, "dev", secret_keys=("llm:apiKey",), secrets_readable=False, today=TODAY
+    )
+    assert config.llm.api_key is not None
+
+
+def test_secrets_never_appear_in_a_settings_repr():
+    config = load(
+        {"llm:apiKey": "b" * 48, "llm:hfToken": "hf_abcdefghijklmnop"},
+        secret_keys=("llm:apiKey", "llm:hfToken"),
+    )
+    shown = repr(config) + str(config.llm) + config.llm.model_dump_json()
+    assert "b" * 48 not in shown and "hf_abcdefghijklmnop" not in shown
+
+
+def test_the_json_schema_describes_every_key_and_marks_secrets_write_only():
+    schema = config_schema()
+    properties = schema["properties"]
+    assert properties["llm:replicas"] == {
+        "default": 1,
+        "description": "vLLM replicas (0 parks the model and lets GPU nodes go).",
+        "minimum": 0,
+        "title": "Replicas",
+        "type": "integer",
+    }
+    assert properties["network:natGateways"]["enum"] == ["single", "perAz"]
+    for key in ("llm:hfToken", "llm:apiKey"):
+        assert {"type": "string", "format": "password", "writeOnly": True}.items() <= properties[key][
+            "anyOf"
+        ][0].items()
+    # The stack files validate against it by name: no key of ours that the schema does not know.
+    assert schema["additionalProperties"] is False
+    jsonschema.validate({"llm:replicas": 2, "aws:assumeRole": {}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"llm:replica": 2}, schema)
+
+
+def test_yaml_reads_an_unquoted_version_as_a_number_and_the_error_says_so():
+    # `cluster:version: 1.30` in YAML is the float 1.3, which Pulumi passes on as "1.3".
+    [message] = errors_of({"cluster:version": "1.3"})
+    assert message.startswith("cluster:version: 1.3 is not valid")
+    assert "quote it, '1.30'" in message

@@ -22,13 +22,14 @@ from components.karpenter.iam import (
     ControllerScope,
     interruption_queue_policy,
 )
-from components.karpenter.nodes import CHART, CRD_CHART, KARPENTER_VERSION, gpu_instance_types
-from components.karpenter.nodes import NAMESPACE as KARPENTER_NAMESPACE
+from components.karpenter.nodes import gpu_instance_types
+from components.karpenter.values import CHART, CRD_CHART, KARPENTER_VERSION
+from components.karpenter.values import NAMESPACE as KARPENTER_NAMESPACE
 from selfhost.plan.command import HELM_RELEASE
 from selfhost.plan.mocks import ACCOUNT_ID, OIDC_ISSUER, REGION
 from selfhost.plan.runner import PlanResult, RecordedResource, run_program, stack_config
-from stacks.catalogs.instances import SYSTEM_INSTANCE_PRICES
-from stacks.config import load_config
+from stacks.catalogs.instances import GPU_INSTANCES, SYSTEM_INSTANCE_PRICES
+from stacks.platform import node_settings
 from tests.conformance.helm_values import reference_chart, reference_values, unknown_value_paths
 
 PREFIX = "llm-dev-karpenter"
@@ -434,9 +435,8 @@ def test_family_fallback_adds_the_other_sizes_with_the_same_gpus(plan_with):
 
 
 def test_fallback_keeps_the_chosen_type_first_and_same_gpu_count():
-    config = load_config({"llm:instanceType": "g6.12xlarge", "llm:instanceFamilyFallback": "true"}, "dev")
     # g6.12xlarge has 4 GPUs; g6.xlarge and g6.2xlarge have 1 and are no fallback for it.
-    assert gpu_instance_types(config.llm) == ["g6.12xlarge"]
+    assert gpu_instance_types(GPU_INSTANCES["g6.12xlarge"], family_fallback=True) == ("g6.12xlarge",)
 
 
 @pytest.mark.parametrize(
@@ -562,7 +562,9 @@ def test_component_stands_alone_on_plain_inputs_and_waits_for_what_it_is_given()
         Karpenter(
             "karpenter",
             KarpenterArgs(
-                config=config,
+                name=config.name,
+                region=config.region,
+                nodes=node_settings(config),
                 cluster_name="c1",
                 cluster_endpoint="https://c1.example",
                 oidc_provider_arn=f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/oidc.example/id/C1",

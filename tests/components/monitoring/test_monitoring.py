@@ -96,7 +96,9 @@ def test_retention_and_persistent_storage_follow_config():
     assert claim["storageClassName"] == STORAGE_CLASS == gp3_storage_class("x")["metadata"]["name"]
     assert claim["resources"] == {"requests": {"storage": "100Gi"}}
     assert spec["retentionSize"] == "85GB"  # 100 GiB x 0.85 = 85
-    fifty = kube_prometheus_stack_values(MonitoringSettings("15d", True, 50))["prometheus"]["prometheusSpec"]
+    fifty = kube_prometheus_stack_values(
+        MonitoringSettings(retention="15d", persistence=True, storage_gib=50)
+    )["prometheus"]["prometheusSpec"]
     assert fifty["retentionSize"] == "42GB"  # 50 x 0.85 = 42.5, rounded down so it stays under the volume
 
 

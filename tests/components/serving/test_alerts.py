@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from components.serving.alerts import prometheus_rule, rule_groups
-from components.serving.manifests import ServingSettings, serving_settings
+from components.serving.manifests import ServingSettings
 from selfhost.plan.runner import stack_config
 from stacks.config import load_config
+from stacks.platform import model_serving
 from tests.conformance.promql import metric_names, run_promtool
 
 # What the alerts may read. vLLM (vllm/v1/metrics/loggers.py; counters exposed with _total, histograms as
@@ -59,7 +60,7 @@ DEPLOYMENT = f'{NS}, deployment="vllm"'
 def dev_settings() -> ServingSettings:
     raw, _ = stack_config("dev")
     config = load_config(raw, "dev")
-    return serving_settings(config.llm, config.serving)
+    return model_serving(config)
 
 
 def rules_without_annotations(settings: ServingSettings) -> list[dict[str, Any]]:
@@ -321,7 +322,7 @@ def test_no_ready_replica_waits_as_long_as_a_fresh_start():
     config = load_config(raw, "dev")
     (rule,) = [
         r
-        for group in rule_groups(serving_settings(config.llm, config.serving))
+        for group in rule_groups(model_serving(config))
         for r in group["rules"]
         if r["alert"] == "VllmNoReadyReplica"
     ]

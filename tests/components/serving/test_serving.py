@@ -23,11 +23,10 @@ from components.serving.manifests import (
     endpoint,
     pod_disruption_budget,
     service_manifest,
-    serving_settings,
 )
 from selfhost.plan.runner import SECRET, PlanResult, run_program, stack_config
 from stacks.config import ConfigError, PlatformConfig, load_config
-from stacks.platform import build_platform
+from stacks.platform import build_platform, model_serving, secret_output
 
 LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
 MISTRAL_7B = "mistralai/Mistral-7B-Instruct-v0.2"
@@ -44,7 +43,7 @@ def platform_config(overrides: Mapping[str, str], stack: str = "dev") -> Platfor
 
 def settings_for(overrides: Mapping[str, str], stack: str = "dev") -> ServingSettings:
     config = platform_config(overrides, stack)
-    return serving_settings(config.llm, config.serving)
+    return model_serving(config)
 
 
 DEV = {}
@@ -265,7 +264,15 @@ def test_endpoint_commands():
 def serve(config: PlatformConfig) -> dict[str, Any]:
     """The model server alone, on a provider of its own, as the platform composes it."""
     provider = k8s.Provider("test-kubernetes", kubeconfig="{}")
-    server = ModelServer("model", ModelServerArgs(llm=config.llm, plan=config.serving, provider=provider))
+    server = ModelServer(
+        "model",
+        ModelServerArgs(
+            settings=model_serving(config),
+            provider=provider,
+            api_key=secret_output(config.llm.api_key),
+            hf_token=secret_output(config.llm.hf_token),
+        ),
+    )
     return {
         "endpoint_service": server.endpoint_service,
         "endpoint_port": server.endpoint_port,

@@ -52,7 +52,12 @@ def test_broken_stack_fails_with_every_error_and_writes_nothing(tmp_path, capsys
     assert main(["plan", "broken", "--project-dir", str(tmp_path), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "4 error(s)" in err
-    for key in ("llm:instanceType: 't3.micro'", "llm:replicas: '1.5'", "network:azCount: 1", "network:cidr"):
+    for key in (
+        "llm:instanceType: 't3.micro'",
+        "llm:replicas: 1.5 is not valid",
+        "network:azCount: 1",
+        "network:cidr",
+    ):
         assert key in err
     assert not out.exists()
 

@@ -1,0 +1,260 @@
+"""The stack's configuration: validated settings for every namespace, every error at once.
+
+Pulumi hands a program its config as text (lists as JSON text) under fully qualified keys (`llm:replicas`).
+`load_config` checks such a mapping in two steps and reports what both find in one `ConfigError`:
+1. each namespace's pydantic model (stacks/config/schema.py) parses and checks its keys: types, ranges,
+   choices, formats, unknown keys;
+2. what needs the catalogs and the sizing arithmetic: the model's size, whether it fits the instance, and
+   the GPU ceiling.
+Every message names the fully qualified key, the bad value and what is valid (stacks/config/messages.py).
+Secrets are pydantic `SecretStr`s, masked in every repr and never quoted in an error; they become Pulumi
+secret Outputs where the platform registers resources. `config_from_pulumi` reads the running stack's config
+as the Pulumi language host hands it over, every key included, so a misspelt key fails `pulumi up`, `preview`
+and `selfhost plan` alike.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pulumi
+from pydantic import ValidationError
+
+from stacks.catalogs.eks_versions import support_status
+from stacks.catalogs.instances import GPU_INSTANCES, GpuInstance
+from stacks.catalogs.models import MODELS, ModelSpec
+from stacks.config.messages import from_validation_error, invalid, plain_text_secrets
+from stacks.config.schema import (
+    MODEL_SIZE_KEYS,
+    NAMESPACES,
+    OWNED_NAMESPACES,
+    VLLM_IMAGE,
+    AwsSettings,
+    ClusterSettings,
+    ConfigKey,
+    LlmSettings,
+    MonitoringSettings,
+    NetworkSettings,
+    ValidationContext,
+    config_keys,
+    config_schema,
+)
+from stacks.sizing import ServingPlan, SizingError, plan_serving
+
+__all__ = [
+    "OWNED_NAMESPACES",
+    "VLLM_IMAGE",
+    "AwsSettings",
+    "ClusterSettings",
+    "ConfigError",
+    "ConfigKey",
+    "LlmSettings",
+    "MonitoringSettings",
+    "NetworkSettings",
+    "PlatformConfig",
+    "config_from_pulumi",
+    "config_keys",
+    "config_schema",
+    "load_config",
+]
+
+# The stack name is part of every AWS name (PlatformConfig.name). The longest auto-named one is the Karpenter
+# controller's IAM role, "llm-<stack>-karpenter-controller-role" plus the "-" and 7 random characters Pulumi
+# appends, and IAM role names hold 64 characters: 64 - 8 - 4 - 26 leaves 26 for the stack. Pulumi stack names
+# may also contain ".", which neither an EKS cluster name nor an SQS queue name (the interruption queue is
+# named after the cluster) accepts.
+MAX_STACK_NAME_LENGTH = 26
+STACK_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class ConfigError(pulumi.RunError):
+    """Every problem found in a stack's config; each message names the key, the value and what is valid.
+
+    A RunError, so `pulumi up` and `preview` print the messages without a Python stack trace.
+    """
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """A stack's validated settings, the catalog entries they name and the serving plan derived from them."""
+
+    stack: str
+    aws: AwsSettings
+    llm: LlmSettings
+    network: NetworkSettings
+    cluster: ClusterSettings
+    monitoring: MonitoringSettings
+    model: ModelSpec
+    instance: GpuInstance
+    serving: ServingPlan
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def region(self) -> str:
+        return self.aws.region
+
+    @property
+    def name(self) -> str:
+        """The prefix for every named AWS and Kubernetes object of this stack."""
+        return f"llm-{self.stack}"
+
+
+def load_config(
+    raw: Mapping[str, str],
+    stack: str,
+    *,
+    secret_keys: Collection[str] = (),
+    secrets_readable: bool = True,
+    today: date | None = None,
+) -> PlatformConfig:
+    """Validate a stack's config (fully qualified keys to text); raise ConfigError naming every bad key.
+
+    `secret_keys` are the keys stored encrypted (`secure:`) in the stack file; `secrets_readable` is false when
+    their values are only placeholders (the offline plan), so their contents are not checked.
+    """
+    context = ValidationContext(today=today or date.today(), secrets_readable=secrets_readable)
+    errors: list[str] = []
+    if not STACK_NAME.fullmatch(stack) or len(stack) > MAX_STACK_NAME_LENGTH:
+        errors.append(
+            f"stack name {stack!r} is not valid; expected at most {MAX_STACK_NAME_LENGTH} letters, digits, "
+            f"'-' or '_' (AWS names such as the IAM role llm-{stack}-karpenter-controller-role contain it)"
+        )
+    errors += plain_text_secrets(raw, secret_keys)
+    by_namespace: dict[str, dict[str, str]] = {model.namespace: {} for model in NAMESPACES}
+    for key, value in raw.items():
+        namespace, _, name = key.partition(":")
+        if namespace in by_namespace:
+            by_namespace[namespace][name] = value
+    parsed: dict[str, Any] = {}
+    for model in NAMESPACES:
+        try:
+            parsed[model.namespace] = model.model_validate(by_namespace[model.namespace], context=context)
+        except ValidationError as error:
+            errors += from_validation_error(model, error, by_namespace[model.namespace])
+    llm = parsed.get("llm")
+    resolved = _resolve_llm(llm, errors) if llm is not None else None
+    if errors:
+        raise ConfigError(errors)
+    assert resolved is not None
+    model, instance, serving, warnings = resolved
+    return PlatformConfig(
+        stack=stack,
+        **parsed,
+        model=model,
+        instance=instance,
+        serving=serving,
+        warnings=(*_cluster_warnings(parsed["cluster"], context.today), *warnings),
+    )
+
+
+def _resolve_llm(
+    llm: LlmSettings, errors: list[str]
+) -> tuple[ModelSpec, GpuInstance, ServingPlan, list[str]] | None:
+    """The catalog model (or one sized by the llm:model* keys), its instance and its serving plan."""
+    model = _model(llm, errors)
+    if model is None:
+        return None
+    if llm.max_model_len is not None and llm.max_model_len > model.context_length:
+        errors.append(
+            invalid(
+                "llm",
+                "maxModelLen",
+                f"expected at most {model.context_length}, the context length of {model.id}",
+                llm.max_model_len,
+            )
+        )
+        return None
+    instance = GPU_INSTANCES[llm.instance_type]
+    warnings = []
+    if model.gated and llm.hf_token is None:
+        warnings.append(
+            f"{model.id} is gated: set llm:hfToken (pulumi config set --secret llm:hfToken hf_...) "
+            "or the model download fails"
+        )
+    try:
+        serving = plan_serving(model, instance, llm.gpu_memory_utilization, llm.max_model_len, llm.replicas)
+    except SizingError as error:
+        errors.append(str(error))
+        return None
+    if serving.gpu_limit > llm.max_gpus:
+        errors.append(
+            invalid(
+                "llm",
+                "maxGpus",
+                f"expected at least {serving.gpu_limit}, the GPU node pool limit for {llm.replicas} replica(s) of "
+                f"{model.id} on {instance.name}; or lower llm:replicas",
+                llm.max_gpus,
+            )
+        )
+        return None
+    return model, instance, serving, [*warnings, *serving.notes]
+
+
+def _model(llm: LlmSettings, errors: list[str]) -> ModelSpec | None:
+    if llm.model in MODELS:
+        return MODELS[llm.model]
+    size = llm.model_size
+    missing = [key for key, value in zip(MODEL_SIZE_KEYS, size.values(), strict=True) if value is None]
+    if missing:
+        errors.append(
+            invalid(
+                "llm",
+                "model",
+                f"expected a catalog model ({', '.join(MODELS)}) or a model whose size is given by setting "
+                + ", ".join(missing),
+                llm.model,
+            )
+        )
+        return None
+    if size["attention_heads"] % size["kv_heads"]:
+        errors.append(
+            invalid(
+                "llm",
+                "modelKvHeads",
+                f"expected a divisor of llm:modelAttentionHeads ({size['attention_heads']})",
+                size["kv_heads"],
+            )
+        )
+        return None
+    return ModelSpec(
+        id=llm.model, license="unknown (not in catalog)", gated=llm.model_gated, source="stack config", **size
+    )
+
+
+def _cluster_warnings(cluster: ClusterSettings, today: date) -> list[str]:
+    warnings = []
+    if support_status(cluster.version, today) == "extended":
+        warnings.append(
+            f"cluster:version {cluster.version} is in EKS extended support: the control plane costs $0.60/h"
+        )
+    if "0.0.0.0/0" in cluster.public_access_cidrs:
+        warnings.append(
+            "cluster:publicAccessCidrs allows the whole internet to reach the API endpoint (IAM still "
+            "authenticates); narrow it to your office or VPN range"
+        )
+    return warnings
+
+
+def config_from_pulumi(secrets_readable: bool = True) -> PlatformConfig:
+    """Read the running stack's config, every key of it, as the language host passes it to the program.
+
+    The Pulumi CLI hands a program its whole config in the PULUMI_CONFIG environment variable and names the
+    encrypted keys in PULUMI_CONFIG_SECRET_KEYS (pulumi-language-python); programs run in-process (the
+    Automation API's inline programs, the SDK's mocks) get theirs through `pulumi.runtime.set_all_config`.
+    """
+    raw = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    secret_keys = {
+        *pulumi.runtime.get_config_secret_keys_env(),
+        *(key for key in raw if pulumi.runtime.is_config_secret(key)),
+    }
+    text = {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
+    return load_config(text, pulumi.get_stack(), secret_keys=secret_keys, secrets_readable=secrets_readable)

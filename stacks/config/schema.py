@@ -1,0 +1,507 @@
+"""The config schema: one pydantic model per namespace, each field a key with its type, default, bounds and
+meaning.
+
+A field is named as its key is, in snake case (`instance_type` for `llm:instanceType`); unknown keys are
+refused, settings are frozen. Rules that need one value are field validators; rules across a namespace's
+keys are model validators that report every broken rule at its key. What needs the catalogs and the sizing
+arithmetic is checked when the config is loaded (stacks/config/__init__.py). `config_schema()` is the JSON
+Schema of a stack file's `config:` block, from which Pulumi.yaml and docs/configuration.md are generated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, ClassVar, Literal, get_args
+
+from pulumi_aws import Region
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from stacks.catalogs.eks_versions import EKS_VERSIONS, support_status
+from stacks.catalogs.instances import GPU_INSTANCES
+
+VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+DEFAULT_MODEL = "mistralai/Mistral-7B-Instruct-v0.2"
+DEFAULT_KUBERNETES_VERSION = "1.35"
+# `vllm serve` flags the platform sets from the sizing plan, the credentials Secret and the pod's grace period:
+# overriding them in llm:extraEngineArgs would ask the engine for other GPUs than the pod gets, put a secret in
+# the pod spec, or cut streams short on shutdown. `--device-memory-utilization` is vLLM 0.33's alias of
+# `--gpu-memory-utilization`, and `--config` could set any of them from a file (vllm/engine/arg_utils.py).
+MANAGED_ENGINE_FLAGS = (
+    "--model",
+    "--served-model-name",
+    "--port",
+    "--tensor-parallel-size",
+    "-tp",
+    "--max-model-len",
+    "--gpu-memory-utilization",
+    "--device-memory-utilization",
+    "--api-key",
+    "--hf-token",
+    "--shutdown-timeout",
+    "--config",
+)
+PROMETHEUS_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+AMI_ALIAS = re.compile(r"^al2023@(latest|v\d{8})$")
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+# Every region AWS has, as pulumi-aws lists it (pulumi_aws.Region, generated from the provider's schema).
+AWS_REGIONS = tuple(region.value for region in Region)
+# An API key is the only thing between the internet (or the VPC) and the GPUs; 32 letters and digits are
+# about 190 bits, beyond guessing. Generated keys have 48.
+MIN_API_KEY_LENGTH = 32
+
+
+def is_managed_engine_flag(arg: str) -> bool:
+    """Whether an engine argument names a managed flag as vLLM's parser would read it: underscores count as
+    dashes (vllm/utils/argparse_utils.py) and argparse accepts any unambiguous prefix of a long flag."""
+    name = arg.split("=", 1)[0]
+    if not name.startswith("--"):
+        return name in MANAGED_ENGINE_FLAGS
+    name = "--" + name[2:].replace("_", "-")
+    return len(name) > 2 and any(
+        flag.startswith(name) for flag in MANAGED_ENGINE_FLAGS if flag.startswith("--")
+    )
+
+
+def _json_list(value: Any) -> Any:
+    """Pulumi passes a list value as its JSON text; anything else reaches the type check as it is."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+# A list key: JSON text from Pulumi, a tuple once parsed (settings are frozen).
+StringList = Annotated[tuple[str, ...], BeforeValidator(_json_list)]
+
+
+def _problems(model: str, problems: Iterable[tuple[str, str, Any]]) -> None:
+    """Raise every (field alias, message, value) found by a model's cross-field check, each at its key."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError("config", "{message}", {"message": message}), loc=(alias,), input=value
+        )
+        for alias, message, value in problems
+    ]
+    if details:
+        raise ValidationError.from_exception_data(model, details)
+
+
+def key_name(field_name: str) -> str:
+    """The config key's name of a field: camelCase, with sizes in GiB spelt so (`nodeRootVolumeGiB`)."""
+    return to_camel(field_name).replace("Gib", "GiB")
+
+
+class Namespace(BaseModel):
+    """A config namespace: fields named as the keys are (camelCase), unknown keys refused, frozen."""
+
+    model_config = ConfigDict(
+        alias_generator=key_name,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        protected_namespaces=(),
+    )
+    namespace: ClassVar[str]
+
+
+class AwsSettings(Namespace):
+    """pulumi-aws's own keys that the platform reads; the provider's other `aws:` keys are its business."""
+
+    model_config = ConfigDict(extra="ignore")
+    namespace: ClassVar[str] = "aws"
+
+    region: str = Field("us-west-2", description="AWS region for every resource.")
+    profile: str | None = Field(
+        None,
+        description="AWS CLI profile for Pulumi and the cluster's kubeconfig; unset: the default credential chain.",
+    )
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        if region not in AWS_REGIONS:
+            close = difflib.get_close_matches(region, AWS_REGIONS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"expected an AWS region code such as us-west-2{hint}")
+        return region
+
+
+class LlmSettings(Namespace):
+    """The model, the GPUs it runs on and how vLLM serves it."""
+
+    namespace: ClassVar[str] = "llm"
+
+    model: str = Field(DEFAULT_MODEL, description="Hugging Face model id served by vLLM.")
+    instance_type: str = Field("g6.xlarge", description="EC2 GPU instance type for model nodes.")
+    instance_family_fallback: bool = Field(
+        False,
+        description="Also allow the other sizes of the instance's family (e.g. g6.2xlarge for g6.xlarge) when "
+        "the chosen type has no capacity.",
+    )
+    replicas: int = Field(1, ge=0, description="vLLM replicas (0 parks the model and lets GPU nodes go).")
+    max_model_len: int | None = Field(
+        None,
+        ge=1,
+        description="Context length in tokens; unset: the model's full context, capped to what the GPU memory "
+        "holds.",
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, lt=1, description="Share of each GPU's memory vLLM may use, in (0, 1)."
+    )
+    capacity_types: Annotated[tuple[Literal["spot", "on-demand"], ...], BeforeValidator(_json_list)] = Field(
+        ("spot", "on-demand"),
+        min_length=1,
+        description="EC2 capacity types for GPU nodes: spot and/or on-demand.",
+    )
+    hf_token: SecretStr | None = Field(None, description="Hugging Face token; required for gated models.")
+    api_key: SecretStr | None = Field(None, description="API key clients must send; unset: one is generated.")
+    vllm_image: str = Field(VLLM_IMAGE, description="vLLM OpenAI server image, pinned by tag.")
+    extra_engine_args: StringList = Field(
+        (), description='Extra vLLM engine arguments, e.g. ["--enforce-eager"].'
+    )
+    max_gpus: int = Field(8, ge=1, description="Ceiling on GPUs the GPU node pool may hold (cost guardrail).")
+    service_type: Literal["ClusterIP", "LoadBalancer"] = Field(
+        "ClusterIP", description="How the endpoint is exposed: ClusterIP (port-forward) or LoadBalancer."
+    )
+    load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
+        "internal", description="With serviceType LoadBalancer: internal (VPC only) or internet-facing."
+    )
+    model_parameters: float | None = Field(
+        None, gt=0, description="Parameters in billions, for a model outside the catalog."
+    )
+    model_layers: int | None = Field(
+        None, ge=1, description="Hidden layers (num_hidden_layers), for a model outside the catalog."
+    )
+    model_attention_heads: int | None = Field(
+        None, ge=1, description="Attention heads (num_attention_heads), for a model outside the catalog."
+    )
+    model_kv_heads: int | None = Field(
+        None, ge=1, description="Key/value heads (num_key_value_heads), for a model outside the catalog."
+    )
+    model_head_dim: int | None = Field(
+        None, ge=1, description="Head dimension (head_dim), for a model outside the catalog."
+    )
+    model_context_length: int | None = Field(
+        None, ge=1, description="Context length (max_position_embeddings), for a model outside the catalog."
+    )
+    model_gated: bool = Field(
+        False, description="Whether a model outside the catalog needs a Hugging Face token."
+    )
+
+    @field_validator("instance_type")
+    @classmethod
+    def _catalog_instance(cls, name: str) -> str:
+        if name not in GPU_INSTANCES:
+            raise ValueError("expected a GPU instance type from the catalog: " + ", ".join(GPU_INSTANCES))
+        return name
+
+    @field_validator("vllm_image")
+    @classmethod
+    def _pinned_image(cls, image: str) -> str:
+        if ":" not in image.rsplit("/", 1)[-1] or image.endswith((":latest", ":nightly")):
+            raise ValueError(f"expected an image pinned by tag, e.g. {VLLM_IMAGE}")
+        return image
+
+    @field_validator("extra_engine_args")
+    @classmethod
+    def _unmanaged_flags(cls, args: tuple[str, ...]) -> tuple[str, ...]:
+        managed = [arg for arg in args if is_managed_engine_flag(arg)]
+        if managed:
+            raise ValueError(
+                f"{managed!r} set what the platform sets; expected flags other than "
+                + ", ".join(MANAGED_ENGINE_FLAGS)
+                + " (set by llm:model, llm:maxModelLen, llm:gpuMemoryUtilization, llm:instanceType and llm:apiKey)"
+            )
+        return args
+
+    @field_validator("api_key")
+    @classmethod
+    def _strong_key(cls, key: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if (
+            key is not None
+            and _context(info).secrets_readable
+            and len(key.get_secret_value()) < MIN_API_KEY_LENGTH
+        ):
+            raise ValueError(
+                f"expected at least {MIN_API_KEY_LENGTH} characters (e.g. `openssl rand -hex 24`), or leave it "
+                "unset and a 48-character key is generated"
+            )
+        return key
+
+    @property
+    def model_size(self) -> dict[str, Any]:
+        """The size keys of a model outside the catalog, by ModelSpec field."""
+        return {
+            "parameters_b": self.model_parameters,
+            "layers": self.model_layers,
+            "attention_heads": self.model_attention_heads,
+            "kv_heads": self.model_kv_heads,
+            "head_dim": self.model_head_dim,
+            "context_length": self.model_context_length,
+        }
+
+
+MODEL_SIZE_KEYS = tuple(
+    f"llm:{key_name(name)}"
+    for name in LlmSettings.model_fields
+    if name.startswith("model_") and name != "model_gated"
+)
+
+
+class NetworkSettings(Namespace):
+    """The VPC."""
+
+    namespace: ClassVar[str] = "network"
+
+    cidr: str = Field("10.0.0.0/16", description="VPC IPv4 CIDR block (/16 to /20).")
+    az_count: int = Field(
+        3, ge=2, le=6, description="Availability zones to spread subnets over (at least 2)."
+    )
+    nat_gateways: Literal["single", "perAz"] = Field(
+        "single", description="NAT gateways: single (cheaper) or perAz (zone-resilient)."
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _private_block(cls, cidr: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(cidr)
+        except ValueError:
+            raise ValueError(
+                "expected an IPv4 network in CIDR form with host bits zero, e.g. 10.0.0.0/16"
+            ) from None
+        # AWS allows /16 to /28 VPCs; from /21 on, the subnet layout (components/network/layout.py) leaves too
+        # few addresses for pods (one VPC address each) and for load balancers in the public subnets.
+        if not 16 <= network.prefixlen <= 20:
+            raise ValueError("expected a prefix length from /16 to /20, room for pods and load balancers")
+        if not network.is_private:
+            raise ValueError("expected a private range (RFC 1918), e.g. 10.0.0.0/16")
+        return cidr
+
+
+class ClusterSettings(Namespace):
+    """The EKS cluster and the nodes Karpenter launches into it."""
+
+    namespace: ClassVar[str] = "cluster"
+
+    version: str = Field(DEFAULT_KUBERNETES_VERSION, description="EKS Kubernetes version.")
+    support_type: Literal["STANDARD", "EXTENDED"] = Field(
+        "STANDARD",
+        description="EKS support policy: STANDARD, or EXTENDED to keep a version past standard support ($0.60/h).",
+    )
+    public_access_cidrs: StringList = Field(
+        ("0.0.0.0/0",),
+        description="CIDRs allowed to reach the public API endpoint; [] makes the endpoint private only.",
+    )
+    admin_role_arns: StringList = Field(
+        (), description="IAM role ARNs given cluster-admin through EKS access entries."
+    )
+    node_ami_alias: str = Field(
+        "al2023@latest",
+        description="Karpenter AMI alias for nodes; pin a version (al2023@v20260728) for production.",
+    )
+    node_root_volume_gib: int = Field(
+        50,
+        ge=20,
+        le=16384,
+        description="Encrypted gp3 root volume per node, GiB (OS only).",
+    )
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [cidr for cidr in cidrs if not _is_ipv4_network(cidr)]
+        if bad:
+            raise ValueError(
+                f"expected IPv4 networks in CIDR form such as 203.0.113.0/24, not {', '.join(bad)}"
+            )
+        return cidrs
+
+    @field_validator("admin_role_arns")
+    @classmethod
+    def _role_arns(cls, arns: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [arn for arn in arns if not ROLE_ARN.match(arn)]
+        if bad:
+            raise ValueError(
+                f"{bad!r} are not IAM role ARNs; expected e.g. arn:aws:iam::123456789012:role/admin"
+            )
+        return arns
+
+    @field_validator("node_ami_alias")
+    @classmethod
+    def _ami_alias(cls, alias: str) -> str:
+        if not AMI_ALIAS.match(alias):
+            raise ValueError("expected al2023@latest or a pinned al2023@vYYYYMMDD")
+        return alias
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, version: str, info: ValidationInfo) -> str:
+        today = _context(info).today
+        if support_status(version, today) in ("unknown", "ended"):
+            supported = ", ".join(v for v in EKS_VERSIONS if support_status(v, today) != "ended")
+            # YAML reads an unquoted 1.30 as the number 1.3, which Pulumi passes on as "1.3".
+            hint = ""
+            if version + "0" in EKS_VERSIONS:
+                hint = f" (YAML reads {version}0 as the number {version}: quote it, '{version}0')"
+            raise ValueError(f"expected a version EKS supports on {today.isoformat()}: {supported}{hint}")
+        return version
+
+    @model_validator(mode="after")
+    def _support_type_covers_version(self, info: ValidationInfo) -> ClusterSettings:
+        today = _context(info).today
+        if support_status(self.version, today) == "extended" and self.support_type != "EXTENDED":
+            standard = ", ".join(v for v in EKS_VERSIONS if support_status(v, today) == "standard")
+            _problems(
+                "ClusterSettings",
+                [
+                    (
+                        "version",
+                        f"expected a version in standard support ({standard}), or set cluster:supportType "
+                        "EXTENDED and pay $0.60/h instead of $0.10/h",
+                        self.version,
+                    )
+                ],
+            )
+        return self
+
+
+class MonitoringSettings(Namespace):
+    """Prometheus and Grafana."""
+
+    namespace: ClassVar[str] = "monitoring"
+
+    retention: str = Field("15d", description="Prometheus retention (a Prometheus duration).")
+    persistence: bool = Field(
+        False, description="Keep Prometheus data on an EBS volume (true) or in emptyDir (false)."
+    )
+    storage_gib: int = Field(
+        50,
+        ge=1,
+        le=16384,
+        description="Prometheus EBS volume size, GiB, when persistence is on.",
+    )
+
+    @field_validator("retention")
+    @classmethod
+    def _duration(cls, retention: str) -> str:
+        if not PROMETHEUS_DURATION.match(retention):
+            raise ValueError("expected a Prometheus duration such as 15d or 12h")
+        return retention
+
+
+NAMESPACES: tuple[type[Namespace], ...] = (
+    AwsSettings,
+    LlmSettings,
+    NetworkSettings,
+    ClusterSettings,
+    MonitoringSettings,
+)
+# The namespaces this project owns: every key in them must be one the schema knows.
+OWNED_NAMESPACES = frozenset(model.namespace for model in NAMESPACES) - {"aws"}
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    """What validation needs beyond the values: the day (for EKS support windows) and whether secret values
+    are readable (the offline plan never decrypts them, so their contents cannot be checked there)."""
+
+    today: date
+    secrets_readable: bool
+
+
+def _context(info: ValidationInfo) -> ValidationContext:
+    """The context load_config gives; settings built directly (in tests) are checked as of today."""
+    context = info.context
+    return (
+        context
+        if isinstance(context, ValidationContext)
+        else ValidationContext(today=date.today(), secrets_readable=True)
+    )
+
+
+def _is_ipv4_network(cidr: str) -> bool:
+    try:
+        ipaddress.IPv4Network(cidr)
+    except ValueError:
+        return False
+    return True
+
+
+def fields_by_key(model: type[Namespace]) -> dict[str, FieldInfo]:
+    """A namespace's fields by the names its keys use."""
+    return {field.alias or key_name(name): field for name, field in model.model_fields.items()}
+
+
+def is_secret(field: FieldInfo | None) -> bool:
+    return field is not None and SecretStr in (field.annotation, *get_args(field.annotation))
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One key as the JSON Schema documents it, for Pulumi.yaml and the configuration reference."""
+
+    name: str
+    kind: str
+    default: Any
+    description: str
+    secret: bool
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not None
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of a stack file's `config:` block: every key of every namespace, fully qualified."""
+    properties: dict[str, Any] = {}
+    for model in NAMESPACES:
+        for alias, prop in model.model_json_schema(by_alias=True)["properties"].items():
+            properties[f"{model.namespace}:{alias}"] = prop
+    return {
+        "title": "self-hosted-llm stack config",
+        "type": "object",
+        "properties": properties,
+        # Keys of namespaces the project does not own (pulumi-aws's aws:*, other providers') are theirs.
+        "patternProperties": {f"^(?!({'|'.join(sorted(OWNED_NAMESPACES))}):)": {}},
+        "additionalProperties": False,
+    }
+
+
+def config_keys() -> list[ConfigKey]:
+    """Every key, in schema order, as the JSON Schema describes it."""
+    keys = []
+    for name, prop in config_schema()["properties"].items():
+        options = prop.get("anyOf", [prop])
+        default = prop.get("default")
+        keys.append(
+            ConfigKey(
+                name=name,
+                kind=next(option["type"] for option in options if option.get("type") not in (None, "null")),
+                default=list(default) if isinstance(default, tuple) else default,
+                description=prop["description"],
+                secret=any(option.get("format") == "password" for option in options),
+            )
+        )
+    return keys
