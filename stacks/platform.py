@@ -7,7 +7,8 @@ from typing import Any
 import pulumi
 from pydantic import SecretStr
 
-from components.cluster.component import Cluster, ClusterArgs, update_kubeconfig_command
+from components.cluster.access import update_kubeconfig_command
+from components.cluster.component import Cluster, ClusterArgs
 from components.gpu.component import GpuSupport, GpuSupportArgs
 from components.karpenter.component import Karpenter, KarpenterArgs
 from components.karpenter.nodes import NodeSettings, gpu_instance_types

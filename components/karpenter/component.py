@@ -17,14 +17,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.irsa import service_account_trust_policy
+from components.iam import aws_managed_policy_arn, service_account_trust_policy
 from components.karpenter.iam import (
     CONTROLLER_POLICIES,
     INTERRUPTION_RULES,
     INTERRUPTION_TARGET_ID,
     NODE_MANAGED_POLICIES,
     ControllerScope,
-    aws_managed_policy_arn,
     interruption_queue_policy,
     node_trust_policy,
 )

@@ -62,10 +62,6 @@ def node_trust_policy(dns_suffix: str) -> PolicyDocument:
     }
 
 
-def aws_managed_policy_arn(partition: str, name: str) -> str:
-    return f"arn:{partition}:iam::aws:policy/{name}"
-
-
 def _owned(scope: ControllerScope, tag_source: str) -> dict[str, str]:
     return {f"aws:{tag_source}/kubernetes.io/cluster/{scope.cluster_name}": "owned"}
 

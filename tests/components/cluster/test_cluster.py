@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components.cluster.component import (
+from components.cluster.access import (
     admin_access_entries,
     endpoint_access,
     fargate_selectors,

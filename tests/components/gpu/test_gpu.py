@@ -11,16 +11,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.gpu.component import (
+from components.gpu.component import GpuSupport, GpuSupportArgs
+from components.gpu.dashboard import GPU_DASHBOARD_TITLE, GPU_DASHBOARD_UID, gpu_dashboard
+from components.gpu.values import (
     DCGM_EXPORTER_CHART,
     DEVICE_PLUGIN_CHART,
     GPU_NAMESPACE,
-    GpuSupport,
-    GpuSupportArgs,
     dcgm_exporter_values,
     device_plugin_values,
 )
-from components.gpu.dashboard import GPU_DASHBOARD_TITLE, GPU_DASHBOARD_UID, gpu_dashboard
 from selfhost.plan.command import HELM_RELEASE
 from selfhost.plan.runner import PlanResult, RecordedResource, run_program, stack_config
 from stacks.config import PlatformConfig

@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from components.irsa import service_account_trust_policy
+from components.iam import service_account_trust_policy
 from components.karpenter.component import NODE_CLASS_DELETE_TIMEOUT, Karpenter, KarpenterArgs
 from components.karpenter.iam import (
     CONTROLLER_POLICIES,

@@ -11,20 +11,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.irsa import service_account_trust_policy
-from components.monitoring.component import (
+from components.iam import service_account_trust_policy
+from components.monitoring.component import Monitoring, MonitoringArgs
+from components.monitoring.dashboards import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
+from components.monitoring.values import (
     GRAFANA_ADMIN_SECRET,
     GRAFANA_PASSWORD_KEY,
     GRAFANA_USER_KEY,
     KUBE_PROMETHEUS_STACK_CHART,
     STORAGE_CLASS,
-    Monitoring,
-    MonitoringArgs,
     ebs_csi_policy_arn,
     gp3_storage_class,
     kube_prometheus_stack_values,
 )
-from components.monitoring.dashboards import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
 from selfhost.plan.command import HELM_RELEASE, write_plan
 from selfhost.plan.mocks import ACCOUNT_ID, OIDC_ISSUER, mock_random_password
 from selfhost.plan.runner import SECRET, PlanResult, RecordedResource, run_program, stack_config

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from components.network.component import (
+from components.network.layout import (
     ZoneSubnets,
     nat_gateway_count,
     nat_gateway_for_zone,

@@ -1,5 +1,6 @@
-"""IAM roles for Kubernetes ServiceAccounts (IRSA): the trust policy that lets exactly one ServiceAccount
-assume a role through the cluster's OIDC provider (EKS user guide, associate-service-account-role)."""
+"""IAM shared by the components: the IRSA trust policy that lets exactly one Kubernetes ServiceAccount assume a
+role through the cluster's OIDC provider (EKS user guide, associate-service-account-role), and the ARNs of AWS
+managed policies in the stack's partition."""
 
 from __future__ import annotations
 
@@ -27,3 +28,12 @@ def service_account_trust_policy(
             }
         ],
     }
+
+
+def arn_partition(arn: str) -> str:
+    """aws, aws-cn or aws-us-gov: the second field of an ARN."""
+    return arn.split(":")[1]
+
+
+def aws_managed_policy_arn(partition: str, name: str) -> str:
+    return f"arn:{partition}:iam::aws:policy/{name}"

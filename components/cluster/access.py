@@ -1,0 +1,94 @@
+"""Who may reach the cluster and how: admin access entries, the endpoint's CIDRs, the Fargate
+profile's selectors and pod execution role, control-plane logs, and the kubeconfig's endpoint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi_aws as aws
+import pulumi_eks as eks
+
+from components.iam import arn_partition
+
+# Control-plane log streams sent to CloudWatch (EKS user guide, "Send control plane logs to CloudWatch
+# Logs"); controllerManager and scheduler are left out as rarely read and billed per GB ingested.
+CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator")
+# EKS writes to this group (same guide); creating it first bounds its retention, which is forever otherwise.
+LOG_RETENTION_DAYS = 30
+# EKS CoreDNS pods carry this label (EKS user guide, "Get started with AWS Fargate": the CoreDNS profile
+# selects namespace kube-system and labels k8s-app=kube-dns).
+COREDNS_LABELS = {"k8s-app": "kube-dns"}
+
+
+def admin_access_entries(role_arns: Sequence[str]) -> dict[str, eks.AccessEntryArgsDict]:
+    """Cluster-admin access entries, keyed by account and role name so that reordering changes nothing."""
+    entries: dict[str, eks.AccessEntryArgsDict] = {}
+    for arn in role_arns:
+        account, role = arn.split(":")[4], arn.rsplit("/", 1)[-1]
+        entries[f"admin-{account}-{role}"] = {
+            "principal_arn": arn,
+            "type": eks.AccessEntryType.STANDARD,
+            "access_policies": {
+                # EKS user guide, "Review access policy permissions": the cluster-admin equivalent.
+                "cluster-admin": {
+                    "policy_arn": f"arn:{arn_partition(arn)}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                    "access_scope": {"type": "cluster"},
+                }
+            },
+        }
+    return entries
+
+
+def fargate_selectors(namespaces: Sequence[str]) -> list[aws.eks.FargateProfileSelectorArgsDict]:
+    """Whole namespaces (Karpenter's) plus CoreDNS alone, so that other kube-system pods stay on nodes."""
+    selectors: list[aws.eks.FargateProfileSelectorArgsDict] = [
+        {"namespace": namespace} for namespace in namespaces
+    ]
+    selectors.append({"namespace": "kube-system", "labels": dict(COREDNS_LABELS)})
+    return selectors
+
+
+def pod_execution_trust_policy(
+    partition: str, region: str, account_id: str, cluster_name: str
+) -> dict[str, Any]:
+    """Fargate may assume the role only for this cluster's profiles: the confused-deputy guard from the EKS
+    user guide, "Amazon EKS Pod execution IAM role"."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "eks-fargate-pods.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{partition}:eks:{region}:{account_id}:fargateprofile/{cluster_name}/*"
+                    }
+                },
+            }
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class EndpointAccess:
+    public: bool
+    public_cidrs: list[str] | None
+
+
+def endpoint_access(public_access_cidrs: Sequence[str]) -> EndpointAccess:
+    """The public endpoint only for the given CIDRs, or off when there are none. pulumi-eks rejects CIDRs
+    on a cluster whose public endpoint is off, so they are left unset then."""
+    return EndpointAccess(public=bool(public_access_cidrs), public_cidrs=list(public_access_cidrs) or None)
+
+
+def kubeconfig_endpoint(kubeconfig_json: str) -> str:
+    """The API server URL: pulumi-eks writes the cluster endpoint as the kubeconfig's only server."""
+    return json.loads(kubeconfig_json)["clusters"][0]["cluster"]["server"]
+
+
+def update_kubeconfig_command(region: str, cluster_name: str) -> str:
+    return f"aws eks update-kubeconfig --region {region} --name {cluster_name}"
