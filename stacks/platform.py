@@ -7,8 +7,8 @@ from typing import Any
 import pulumi
 from pydantic import SecretStr
 
-from components.cluster.access import update_kubeconfig_command
 from components.cluster.component import Cluster, ClusterArgs
+from components.cluster.kubeconfig import update_kubeconfig_command
 from components.gpu.component import GpuSupport, GpuSupportArgs
 from components.karpenter.component import Karpenter, KarpenterArgs
 from components.karpenter.nodes import NodeSettings, gpu_instance_types
@@ -28,7 +28,6 @@ def node_settings(config: PlatformConfig) -> NodeSettings:
         gpu_instance_types=gpu_instance_types(config.instance, config.llm.instance_family_fallback),
         capacity_types=config.llm.capacity_types,
         gpu_limit=config.serving.gpu_limit,
-        model_id=config.model.id,
     )
 
 
@@ -92,7 +91,9 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
         MonitoringArgs(
             provider=cluster.provider,
             settings=config.monitoring,
+            stack=config.stack,
             stack_name=config.name,
+            zone=network.availability_zones[0],
             cluster_name=cluster.name,
             oidc_provider_arn=cluster.oidc_provider_arn,
             oidc_provider_url=cluster.oidc_provider_url,
@@ -125,7 +126,7 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
         "cluster_name": cluster.name,
         "kubeconfig": cluster.kubeconfig,
         "update_kubeconfig_command": cluster.name.apply(
-            lambda name: update_kubeconfig_command(config.region, name)
+            lambda name: update_kubeconfig_command(config.region, name, config.aws.profile)
         ),
         "oidc_provider_arn": cluster.oidc_provider_arn,
         "vpc_id": network.vpc_id,

@@ -1,9 +1,8 @@
 """Who may reach the cluster and how: admin access entries, the endpoint's CIDRs, the Fargate
-profile's selectors and pod execution role, control-plane logs, and the kubeconfig's endpoint."""
+profile's selectors and pod execution role, control-plane logs,"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,12 +82,3 @@ def endpoint_access(public_access_cidrs: Sequence[str]) -> EndpointAccess:
     """The public endpoint only for the given CIDRs, or off when there are none. pulumi-eks rejects CIDRs
     on a cluster whose public endpoint is off, so they are left unset then."""
     return EndpointAccess(public=bool(public_access_cidrs), public_cidrs=list(public_access_cidrs) or None)
-
-
-def kubeconfig_endpoint(kubeconfig_json: str) -> str:
-    """The API server URL: pulumi-eks writes the cluster endpoint as the kubeconfig's only server."""
-    return json.loads(kubeconfig_json)["clusters"][0]["cluster"]["server"]
-
-
-def update_kubeconfig_command(region: str, cluster_name: str) -> str:
-    return f"aws eks update-kubeconfig --region {region} --name {cluster_name}"

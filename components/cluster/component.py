@@ -22,9 +22,9 @@ from components.cluster.access import (
     admin_access_entries,
     endpoint_access,
     fargate_selectors,
-    kubeconfig_endpoint,
     pod_execution_trust_policy,
 )
+from components.cluster.kubeconfig import exec_kubeconfig, server_and_certificate
 from components.iam import aws_managed_policy_arn
 from components.karpenter.nodes import DISCOVERY_TAG
 from stacks.config import ClusterSettings
@@ -77,12 +77,19 @@ class Cluster(pulumi.ComponentResource):
             pod_execution_role,
             depends_on=[log_group, pod_execution_policy, *args.depends_on],
         )
+        server_and_ca = self.eks.kubeconfig_json.apply(server_and_certificate)
+        self.endpoint = pulumi.Output.unsecret(server_and_ca.apply(lambda pair: pair[0]))
+        self.kubeconfig = pulumi.Output.secret(
+            server_and_ca.apply(
+                lambda pair: json.dumps(
+                    exec_kubeconfig(args.name, pair[0], pair[1], args.region, args.aws_profile)
+                )
+            )
+        )
         self.provider = self._kubernetes_provider()
 
         # The name resolves once the control plane exists, so that resources naming the cluster wait for it.
         self.name = self.eks.cluster_security_group_id.apply(lambda _: args.name)
-        self.endpoint = pulumi.Output.unsecret(self.eks.kubeconfig_json.apply(kubeconfig_endpoint))
-        self.kubeconfig = pulumi.Output.secret(self.eks.kubeconfig_json)
         self.oidc_provider_arn = self.eks.oidc_provider_arn
         self.oidc_provider_url = self.eks.oidc_provider_url
         self.oidc_issuer = self.eks.oidc_issuer
@@ -166,8 +173,8 @@ class Cluster(pulumi.ComponentResource):
             # pulumi-eks's own node group would not admit traffic from Fargate pods.
             skip_default_security_groups=True,
             create_oidc_provider=True,
-            # The kubeconfig (and so the Kubernetes provider) runs `aws eks get-token`; without the profile
-            # in it, a stack that names its credentials by aws:profile would authenticate as someone else.
+            # For pulumi-eks's own provider only: the kubeconfig it exports leaves the profile out, which is
+            # why this component builds the one everything else uses (kubeconfig.py).
             provider_credential_opts=(
                 eks.KubeconfigOptionsArgs(profile_name=args.aws_profile) if args.aws_profile else None
             ),
@@ -197,7 +204,7 @@ class Cluster(pulumi.ComponentResource):
         # Pods created before the Fargate profile exists never move to Fargate, and Karpenter finds no
         # security group before the tag: the provider is usable only once both are in place.
         ready_kubeconfig = pulumi.Output.all(
-            self.eks.kubeconfig_json, self.eks.fargate_profile_id, discovery_tag.id
+            self.kubeconfig, self.eks.fargate_profile_id, discovery_tag.id
         ).apply(lambda values: values[0])
         return k8s.Provider(
             f"{name}-k8s",

@@ -95,10 +95,10 @@ class Karpenter(pulumi.ComponentResource):
         self._account_id = aws.get_caller_identity_output(opts=invoke).account_id
 
         queue = self._interruption_queue()
-        node_role, access_entry = self._node_role()
+        node_role, node_access = self._node_role()
         controller_role, grants = self._controller_role(node_role, queue)
         self.crd_release, self.release = self._releases(controller_role, queue, grants)
-        self.node_pools = self._node_pools(node_role, access_entry)
+        self.node_pools = self._node_pools(node_role, node_access)
 
         self.controller_role_arn = controller_role.arn
         self.node_role_name = node_role.name
@@ -152,7 +152,9 @@ class Karpenter(pulumi.ComponentResource):
             )
         return queue
 
-    def _node_role(self) -> tuple[aws.iam.Role, aws.eks.AccessEntry]:
+    def _node_role(self) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+        """The node role, its managed policies and its access entry: everything a node needs to join, which
+        the node classes wait for on create and which outlives them (and so their nodes) on destroy."""
         role = aws.iam.Role(
             f"{self._name}-node-role",
             description="Nodes launched by Karpenter",
@@ -161,7 +163,7 @@ class Karpenter(pulumi.ComponentResource):
             ),
             opts=self._child(),
         )
-        for policy_name in NODE_MANAGED_POLICIES:
+        attachments = [
             aws.iam.RolePolicyAttachment(
                 f"{self._name}-node-role-{policy_name}",
                 role=role.name,
@@ -170,6 +172,8 @@ class Karpenter(pulumi.ComponentResource):
                 ),
                 opts=self._child(),
             )
+            for policy_name in NODE_MANAGED_POLICIES
+        ]
         # With API authentication, nodes join through an access entry (the EKS equivalent of upstream's
         # aws-auth mapping to system:bootstrappers and system:nodes).
         access_entry = aws.eks.AccessEntry(
@@ -179,7 +183,7 @@ class Karpenter(pulumi.ComponentResource):
             type="EC2_LINUX",
             opts=self._child(),
         )
-        return role, access_entry
+        return role, [*attachments, access_entry]
 
     def _controller_role(
         self, node_role: aws.iam.Role, queue: aws.sqs.Queue
@@ -255,7 +259,7 @@ class Karpenter(pulumi.ComponentResource):
         return crd_release, release
 
     def _node_pools(
-        self, node_role: aws.iam.Role, access_entry: aws.eks.AccessEntry
+        self, node_role: aws.iam.Role, node_access: list[pulumi.Resource]
     ) -> list[k8s.apiextensions.CustomResource]:
         args = self._args
         node_class_inputs = pulumi.Output.all(args.cluster_name, node_role.name)
@@ -267,7 +271,8 @@ class Karpenter(pulumi.ComponentResource):
         created_pools = []
         for pool, node_class in classes.items():
             # Custom resources need their CRDs, a running controller (also so that deleting them can
-            # drain and terminate their nodes), and nodes need their access entry before they can join.
+            # drain and terminate their nodes), and nodes need their role's policies and access entry to join;
+            # on destroy the class goes (its finalizer waits for its nodes) before those do.
             created_class = k8s.apiextensions.CustomResource(
                 f"{self._name}-{pool}-node-class",
                 api_version=NODE_CLASS_API,
@@ -276,7 +281,7 @@ class Karpenter(pulumi.ComponentResource):
                 metadata={"name": pool},
                 spec=node_class.apply(lambda m: m["spec"]),
                 opts=pulumi.ResourceOptions.merge(
-                    self._kubernetes_child(self.release, self.crd_release, access_entry),
+                    self._kubernetes_child(self.release, self.crd_release, *node_access),
                     # Its finalizer holds the deletion until every node of the class is drained and
                     # terminated, up to the system pool's 15-minute termination grace period.
                     pulumi.ResourceOptions(

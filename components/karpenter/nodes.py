@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from components.cost_tags import cost_tags
 from stacks.catalogs.instances import SYSTEM_INSTANCE_PRICES, GpuInstance, family_members
 
 Manifest = dict[str, Any]
@@ -35,9 +36,14 @@ GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 
 # AL2023's root device (docs: nodeclasses.md, blockDeviceMappings defaults).
 ROOT_DEVICE = "/dev/xvda"
-# Nodes are recycled after 30 days (the CRD default, stated so the choice is visible): a fresh node picks
-# up the node class's current AMI and clears whatever a long-lived host accumulates.
-EXPIRE_AFTER = "720h"
+# System nodes are recycled after 30 days (the CRD default, stated so the choice is visible): a fresh node
+# picks up the node class's current AMI and clears whatever a long-lived host accumulates.
+SYSTEM_EXPIRE_AFTER = "720h"
+# GPU nodes never expire on a timer. Expiration is forceful: it ignores the pool's disruption budgets and
+# launches no replacement first (v1.14 concepts/disruption.md, "Expiration"), so it would drain the only
+# replica at a random hour. GPU nodes are recycled by drift instead (a new AMI or node class change), which
+# honours the budgets: one node at a time, never in business hours.
+GPU_EXPIRE_AFTER = "Never"
 # Longer than Prometheus' own termination grace (600 s, the prometheus-operator default), shorter than the time
 # Pulumi waits for a node class to be deleted (NODE_CLASS_DELETE_TIMEOUT in the component).
 SYSTEM_TERMINATION_GRACE_PERIOD = "15m"
@@ -56,8 +62,6 @@ class NodeSettings:
     capacity_types: tuple[str, ...]
     # nvidia.com/gpu the GPU pool may hold at once (the serving plan's GPUs plus a spare node's).
     gpu_limit: int
-    # Model id, for the cost-allocation tag.
-    model_id: str
 
 
 def gpu_instance_types(instance: GpuInstance, family_fallback: bool) -> tuple[str, ...]:
@@ -119,22 +123,20 @@ def _node_class(
     return {"apiVersion": NODE_CLASS_API, "kind": "EC2NodeClass", "metadata": {"name": name}, "spec": spec}
 
 
-def cost_tags(nodes: NodeSettings, pool: str) -> dict[str, str]:
-    """Tags on every instance, volume and launch template of a pool, for cost allocation reports."""
-    return {"selfhost:stack": nodes.stack, "selfhost:pool": pool}
-
-
 def gpu_node_class(nodes: NodeSettings, cluster_name: str, role_name: str) -> Manifest:
-    # Tags are part of what Karpenter compares for drift, so after a model change the GPU nodes are
-    # replaced once more (one at a time, outside the business-hours budget) to carry the new tag.
-    tags = {**cost_tags(nodes, GPU_POOL), "selfhost:model": nodes.model_id}
-    # Every GPU type in the catalog has local NVMe (stacks/catalogs/instances.py, nvme_gb).
-    return _node_class(GPU_POOL, cluster_name, role_name, nodes, tags, local_nvme=True)
+    # Nothing about the model is in the node class: any change to its spec, tags included, drifts every GPU
+    # node, which would replace them while the model's Deployment rolls. Cost per model comes from the pods'
+    # `selfhost/model` label instead. Every GPU type in the catalog has local NVMe (nvme_gb in the catalog).
+    return _node_class(
+        GPU_POOL, cluster_name, role_name, nodes, cost_tags(nodes.stack, pool=GPU_POOL), local_nvme=True
+    )
 
 
 def system_node_class(nodes: NodeSettings, cluster_name: str, role_name: str) -> Manifest:
     # The system pool's types (m6a/m6i/m7i/m7a .large) have no instance store.
-    return _node_class(SYSTEM_POOL, cluster_name, role_name, nodes, cost_tags(nodes, SYSTEM_POOL), False)
+    return _node_class(
+        SYSTEM_POOL, cluster_name, role_name, nodes, cost_tags(nodes.stack, pool=SYSTEM_POOL), False
+    )
 
 
 def _node_class_ref(name: str) -> dict[str, str]:
@@ -166,7 +168,7 @@ def gpu_node_pool(nodes: NodeSettings) -> Manifest:
                     ],
                     # Only pods that tolerate the taint (the model server, GPU agents) land here.
                     "taints": [GPU_TAINT],
-                    "expireAfter": EXPIRE_AFTER,
+                    "expireAfter": GPU_EXPIRE_AFTER,
                 },
             },
             # The serving plan's GPUs plus one spare node's, so a replacement can start before a node is
@@ -218,7 +220,7 @@ def system_node_pool() -> Manifest:
                         },
                         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
                     ],
-                    "expireAfter": EXPIRE_AFTER,
+                    "expireAfter": SYSTEM_EXPIRE_AFTER,
                     # A draining node waits for its volumes to detach. At `pulumi destroy` the EBS CSI
                     # driver may be gone before Prometheus' volume detaches; without a bound Karpenter
                     # would keep that node, and the node class deletion would wait for it forever.

@@ -18,6 +18,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.cost_tags import cost_tags
 from components.helm_chart import release_args
 from components.iam import service_account_trust_policy
 from components.monitoring.values import (
@@ -34,6 +35,8 @@ from components.monitoring.values import (
     gp3_storage_class,
     grafana_port_forward_command,
     kube_prometheus_stack_values,
+    prometheus_claim,
+    prometheus_volume,
 )
 from stacks.config import MonitoringSettings
 
@@ -42,13 +45,20 @@ from stacks.config import MonitoringSettings
 class MonitoringArgs:
     provider: k8s.Provider
     settings: MonitoringSettings
-    # The stack's name prefix (PlatformConfig.name) for AWS object names and volume tags.
+    # The stack (for cost tags) and its name prefix (PlatformConfig.name) for AWS object names.
+    stack: str
     stack_name: str
+    # The availability zone Prometheus' EBS volume (and so Prometheus) lives in, with persistence.
+    zone: pulumi.Input[str]
     cluster_name: pulumi.Input[str]
     oidc_provider_arn: pulumi.Input[str]
     oidc_provider_url: pulumi.Input[str]
     # What must exist before anything needs a node, e.g. the Karpenter release.
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+# How long `pulumi destroy` may wait for Prometheus' volume to be detached before AWS lets it be deleted.
+VOLUME_DELETE_TIMEOUT = "15m"
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -77,7 +87,7 @@ class Monitoring(pulumi.ComponentResource):
             },
             opts=k8s_opts,
         )
-        storage = self._ebs_storage(name, args) if args.settings.persistence else []
+        storage = self._ebs_storage(name, args, namespace) if args.settings.persistence else []
         self.release = k8s.helm.v3.Release(
             f"{name}-kube-prometheus-stack",
             # Generous: the first install waits for Karpenter to buy a system node (and, with persistence,
@@ -103,7 +113,9 @@ class Monitoring(pulumi.ComponentResource):
             }
         )
 
-    def _ebs_storage(self, name: str, args: MonitoringArgs) -> list[pulumi.Resource]:
+    def _ebs_storage(
+        self, name: str, args: MonitoringArgs, namespace: k8s.core.v1.Namespace
+    ) -> list[pulumi.Resource]:
         """The EBS CSI driver add-on with its IRSA role, and the StorageClass Prometheus' volume uses.
 
         Where the add-on's pods run: the controller Deployment (kube-system) on the system node pool, since
@@ -138,7 +150,8 @@ class Monitoring(pulumi.ComponentResource):
             # The add-on turns ACTIVE only once its controller pods run, which may need a node bought.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, policy]),
         )
-        manifest = gp3_storage_class(args.stack_name)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        manifest = gp3_storage_class()
         storage_class = k8s.storage.v1.StorageClass(
             f"{name}-gp3",
             metadata=manifest["metadata"],
@@ -147,6 +160,41 @@ class Monitoring(pulumi.ComponentResource):
             reclaim_policy=manifest["reclaimPolicy"],
             volume_binding_mode=manifest["volumeBindingMode"],
             allow_volume_expansion=manifest["allowVolumeExpansion"],
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+            opts=k8s_opts,
         )
-        return [addon, storage_class]
+        # Destroy runs in reverse: the release (and Prometheus) first, then the claim, the PersistentVolume and
+        # this volume, whose deletion waits for the driver to detach it; only then the add-on.
+        volume = aws.ebs.Volume(
+            f"{name}-prometheus-volume",
+            availability_zone=args.zone,
+            size=args.settings.storage_gib,
+            type="gp3",
+            encrypted=True,
+            tags={"Name": f"{args.stack_name}-prometheus", **cost_tags(args.stack, component="monitoring")},
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[addon],
+                # AWS refuses to delete an attached volume; the provider retries until the detach is done.
+                custom_timeouts=pulumi.CustomTimeouts(delete=VOLUME_DELETE_TIMEOUT),
+            ),
+        )
+        volume_name = f"{args.stack_name}-prometheus"
+        pv = pulumi.Output.all(volume.id, volume.availability_zone).apply(
+            lambda id_and_zone: prometheus_volume(volume_name, id_and_zone[0], id_and_zone[1], args.settings)
+        )
+        persistent_volume = k8s.core.v1.PersistentVolume(
+            f"{name}-prometheus-pv",
+            metadata={"name": volume_name},
+            spec=pv.apply(lambda manifest: manifest["spec"]),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[storage_class])),
+        )
+        claim = prometheus_claim(volume_name, args.settings)
+        persistent_claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-prometheus-pvc",
+            metadata=claim["metadata"],
+            spec=claim["spec"],
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[persistent_volume, namespace])
+            ),
+        )
+        return [addon, storage_class, persistent_claim]

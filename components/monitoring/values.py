@@ -30,7 +30,16 @@ GRAFANA_PASSWORD_KEY = "admin-password"
 # every node, GPU nodes included: its chart tolerates all NoSchedule taints) stays there.
 SYSTEM_NODE_SELECTOR = {NODE_POOL_LABEL: SYSTEM_POOL}
 
+# EKS labels the node of every Fargate pod with eks.amazonaws.com/compute-type=fargate (EKS user guide, Fargate).
+FARGATE_COMPUTE_TYPE_LABEL = "eks.amazonaws.com/compute-type"
 STORAGE_CLASS = "gp3-encrypted"
+EBS_CSI_DRIVER = "ebs.csi.aws.com"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+# prometheus-operator names the StatefulSet prometheus-<Prometheus name> and its claims
+# <claim template name>-<StatefulSet>-<ordinal> (pkg/prometheus/common.go PrefixedName, VolumeClaimName);
+# kube-prometheus-stack names the Prometheus <release>-prometheus. One replica: ordinal 0.
+CLAIM_TEMPLATE = "db"
+PROMETHEUS_CLAIM = f"{CLAIM_TEMPLATE}-prometheus-{RELEASE_NAME}-prometheus-0"
 EBS_CSI_ADDON = "aws-ebs-csi-driver"
 # The EKS add-on's controller runs as this ServiceAccount (EKS user guide, csi-iam-role).
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
@@ -43,18 +52,23 @@ RETENTION_SIZE_SHARE = 0.85
 EMPTY_DIR_GIB = 10
 
 
+def _claim_spec(settings: MonitoringSettings) -> dict[str, Any]:
+    return {
+        "storageClassName": STORAGE_CLASS,
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": f"{settings.storage_gib}Gi"}},
+    }
+
+
 def prometheus_storage(settings: MonitoringSettings) -> dict[str, Any]:
-    """prometheusSpec.storageSpec (a prometheus-operator StorageSpec) and retentionSize."""
+    """prometheusSpec.storageSpec (a prometheus-operator StorageSpec) and retentionSize.
+
+    With persistence, the StatefulSet's claim template names the claim PROMETHEUS_CLAIM, which the platform
+    creates beforehand on its own EBS volume (prometheus_volume), so the StatefulSet adopts it."""
     if settings.persistence:
         return {
             "storageSpec": {
-                "volumeClaimTemplate": {
-                    "spec": {
-                        "storageClassName": STORAGE_CLASS,
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": f"{settings.storage_gib}Gi"}},
-                    }
-                }
+                "volumeClaimTemplate": {"metadata": {"name": CLAIM_TEMPLATE}, "spec": _claim_spec(settings)}
             },
             # Prometheus size units are powers of two ("GB" = GiB: Prometheus storage docs).
             "retentionSize": f"{int(settings.storage_gib * RETENTION_SIZE_SHARE)}GB",
@@ -86,6 +100,12 @@ def kube_prometheus_stack_values(settings: MonitoringSettings) -> dict[str, Any]
         "prometheusOperator": {
             "nodeSelector": SYSTEM_NODE_SELECTOR,
             "admissionWebhooks": {"patch": {"nodeSelector": SYSTEM_NODE_SELECTOR}},
+            # The operator lists every node in the kubelet Endpoints the kubelet ServiceMonitor scrapes, Fargate's
+            # too (pkg/kubelet/controller.go), whose kubelets Prometheus cannot reach: each would be a down target
+            # and TargetDown would fire for the Karpenter and CoreDNS pods' "nodes". --kubelet-selector keeps
+            # them out of the Endpoints altogether (values.yaml prometheusOperator.kubeletService.selector); EC2
+            # nodes have no compute-type label and stay.
+            "kubeletService": {"selector": f"{FARGATE_COMPUTE_TYPE_LABEL}!=fargate"},
         },
         "kube-state-metrics": {"nodeSelector": SYSTEM_NODE_SELECTOR},
         "grafana": {
@@ -114,28 +134,84 @@ def kube_prometheus_stack_values(settings: MonitoringSettings) -> dict[str, Any]
         "kubeScheduler": {"enabled": False},
         "kubeEtcd": {"enabled": False},
         "kubeProxy": {"enabled": False},
+        "crds": {
+            # Helm installs the crds subchart's CRDs once and never upgrades them (kube-prometheus-stack
+            # UPGRADE.md asks for a server-side apply of the new CRDs before each upgrade). The chart's own
+            # pre-install/pre-upgrade hook Job does that apply (`kubectl apply --server-side --force-conflicts`,
+            # charts/crds/templates/upgrade/job.yaml), so a chart bump brings its operator's CRDs along.
+            "upgradeJob": {
+                "enabled": True,
+                "nodeSelector": SYSTEM_NODE_SELECTOR,
+                # Its init container unpacks the CRDs with busybox, `docker.io/busybox:latest` by default:
+                # pinned, and from ECR Public's copy of the Docker official image, clear of Docker Hub's
+                # anonymous pull limit.
+                "image": {
+                    "busybox": {
+                        "registry": "public.ecr.aws",
+                        "repository": "docker/library/busybox",
+                        "tag": "1.37.0",
+                    }
+                },
+            }
+        },
     }
 
 
-def gp3_storage_class(stack_name: str) -> dict[str, Any]:
-    """Encrypted gp3 volumes from the EBS CSI driver (parameters: aws-ebs-csi-driver docs/parameters.md).
-
-    WaitForFirstConsumer creates the volume in the zone of the node Prometheus lands on. Volumes are
-    tagged with the stack so any left behind after a destroy can be found (docs/tagging.md).
-    """
+def gp3_storage_class() -> dict[str, Any]:
+    """The class Prometheus' claim names: encrypted gp3 from the EBS CSI driver (aws-ebs-csi-driver
+    docs/parameters.md). The volume itself is Pulumi's (prometheus_volume); the class lets the claim be
+    resized, which the driver carries out on the EBS volume and its filesystem."""
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
         "metadata": {"name": STORAGE_CLASS},
-        "provisioner": "ebs.csi.aws.com",
-        "parameters": {
-            "type": "gp3",
-            "encrypted": "true",
-            "tagSpecification_1": f"selfhost-stack={stack_name}",
-        },
-        "reclaimPolicy": "Delete",
+        "provisioner": EBS_CSI_DRIVER,
+        "parameters": {"type": "gp3", "encrypted": "true"},
+        "reclaimPolicy": "Retain",
         "volumeBindingMode": "WaitForFirstConsumer",
         "allowVolumeExpansion": True,
+    }
+
+
+def prometheus_volume(name: str, volume_id: str, zone: str, settings: MonitoringSettings) -> dict[str, Any]:
+    """The PersistentVolume over the stack's EBS volume, reserved for Prometheus' claim.
+
+    The volume is a Pulumi resource rather than one the driver provisions: `pulumi destroy` then deletes it
+    itself, after the claim and this object are gone and before the driver that detaches it (a volume the
+    driver provisioned is deleted by the driver, asynchronously, and was left behind when the add-on went
+    first). Retain: deleting this object never deletes the volume. Prometheus lands in the volume's zone
+    (Karpenter buys its node there: the zone is a requirement of the pending pod).
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": f"{settings.storage_gib}Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": STORAGE_CLASS,
+            "csi": {"driver": EBS_CSI_DRIVER, "volumeHandle": volume_id, "fsType": "ext4"},
+            "claimRef": {"namespace": MONITORING_NAMESPACE, "name": PROMETHEUS_CLAIM},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": ZONE_LABEL, "operator": "In", "values": [zone]}]}
+                    ]
+                }
+            },
+        },
+    }
+
+
+def prometheus_claim(volume_name: str, settings: MonitoringSettings) -> dict[str, Any]:
+    """The claim the Prometheus StatefulSet would create from its template, made first and bound to the
+    stack's volume."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": PROMETHEUS_CLAIM, "namespace": MONITORING_NAMESPACE},
+        "spec": {**_claim_spec(settings), "volumeName": volume_name},
     }
 
 

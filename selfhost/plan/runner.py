@@ -134,13 +134,15 @@ def run_program(
     config: Mapping[str, str],
     secret_keys: list[str] | None = None,
     program: Callable[[PlatformConfig], Mapping[str, Any]] | None = None,
+    mocks: PlanMocks | None = None,
 ) -> PlanResult:
-    """Run `program` (default: the platform) under mocks; raise ConfigError before registering anything."""
+    """Run `program` (default: the platform) under mocks (default: PlanMocks); raise ConfigError before
+    registering anything."""
 
     def preview_platform(platform_config: PlatformConfig) -> Mapping[str, Any]:
         return build_platform(platform_config, deploying=False)
 
-    mocks = PlanMocks()
+    mocks = mocks or PlanMocks()
     monitor = _RecordingMonitor(mocks)
     # Each plan gets its own event loop: the SDK awaits on the current one, and a caller may have closed it
     # (asyncio.run does).

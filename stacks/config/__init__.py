@@ -30,6 +30,7 @@ from stacks.catalogs.instances import GPU_INSTANCES, GpuInstance
 from stacks.catalogs.models import MODELS, ModelSpec
 from stacks.config.messages import from_validation_error, invalid, plain_text_secrets
 from stacks.config.schema import (
+    ANYWHERE,
     MODEL_SIZE_KEYS,
     NAMESPACES,
     OWNED_NAMESPACES,
@@ -121,7 +122,7 @@ def load_config(
     `secret_keys` are the keys stored encrypted (`secure:`) in the stack file; `secrets_readable` is false when
     their values are only placeholders (the offline plan), so their contents are not checked.
     """
-    context = ValidationContext(today=today or date.today(), secrets_readable=secrets_readable)
+    context = ValidationContext(stack=stack, today=today or date.today(), secrets_readable=secrets_readable)
     errors: list[str] = []
     if not STACK_NAME.fullmatch(stack) or len(stack) > MAX_STACK_NAME_LENGTH:
         errors.append(
@@ -236,7 +237,7 @@ def _cluster_warnings(cluster: ClusterSettings, today: date) -> list[str]:
         warnings.append(
             f"cluster:version {cluster.version} is in EKS extended support: the control plane costs $0.60/h"
         )
-    if "0.0.0.0/0" in cluster.public_access_cidrs:
+    if ANYWHERE in cluster.public_access_cidrs:
         warnings.append(
             "cluster:publicAccessCidrs allows the whole internet to reach the API endpoint (IAM still "
             "authenticates); narrow it to your office or VPN range"

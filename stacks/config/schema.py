@@ -64,6 +64,9 @@ AMI_ALIAS = re.compile(r"^al2023@(latest|v\d{8})$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 # Every region AWS has, as pulumi-aws lists it (pulumi_aws.Region, generated from the provider's schema).
 AWS_REGIONS = tuple(region.value for region in Region)
+# The one stack that may leave endpoints open to the internet without saying so: a developer's own.
+DEV_STACK = "dev"
+ANYWHERE = "0.0.0.0/0"
 # An API key is the only thing between the internet (or the VPC) and the GPUs; 32 letters and digits are
 # about 190 bits, beyond guessing. Generated keys have 48.
 MIN_API_KEY_LENGTH = 32
@@ -314,6 +317,11 @@ class ClusterSettings(Namespace):
         ("0.0.0.0/0",),
         description="CIDRs allowed to reach the public API endpoint; [] makes the endpoint private only.",
     )
+    public_access_open_to_internet: bool = Field(
+        False,
+        description="Keep the public API endpoint open to 0.0.0.0/0 in a stack other than dev, on purpose (IAM "
+        "still authenticates every call).",
+    )
     admin_role_arns: StringList = Field(
         (), description="IAM role ARNs given cluster-admin through EKS access entries."
     )
@@ -369,21 +377,34 @@ class ClusterSettings(Namespace):
         return version
 
     @model_validator(mode="after")
-    def _support_type_covers_version(self, info: ValidationInfo) -> ClusterSettings:
-        today = _context(info).today
-        if support_status(self.version, today) == "extended" and self.support_type != "EXTENDED":
-            standard = ", ".join(v for v in EKS_VERSIONS if support_status(v, today) == "standard")
-            _problems(
-                "ClusterSettings",
-                [
-                    (
-                        "version",
-                        f"expected a version in standard support ({standard}), or set cluster:supportType "
-                        "EXTENDED and pay $0.60/h instead of $0.10/h",
-                        self.version,
-                    )
-                ],
+    def _across_keys(self, info: ValidationInfo) -> ClusterSettings:
+        context = _context(info)
+        problems = []
+        if support_status(self.version, context.today) == "extended" and self.support_type != "EXTENDED":
+            standard = ", ".join(v for v in EKS_VERSIONS if support_status(v, context.today) == "standard")
+            problems.append(
+                (
+                    "version",
+                    f"expected a version in standard support ({standard}), or set cluster:supportType "
+                    "EXTENDED and pay $0.60/h instead of $0.10/h",
+                    self.version,
+                )
             )
+        if (
+            ANYWHERE in self.public_access_cidrs
+            and context.stack != DEV_STACK
+            and not self.public_access_open_to_internet
+        ):
+            problems.append(
+                (
+                    "publicAccessCidrs",
+                    f'expected your office, VPN or CI egress ranges (e.g. ["203.0.113.0/24"]), or [] for a private '
+                    f"endpoint: stack {context.stack} would open its Kubernetes API to the whole internet. Set "
+                    "cluster:publicAccessOpenToInternet: true to keep it open on purpose",
+                    list(self.public_access_cidrs),
+                )
+            )
+        _problems("ClusterSettings", problems)
         return self
 
 
@@ -424,9 +445,11 @@ OWNED_NAMESPACES = frozenset(model.namespace for model in NAMESPACES) - {"aws"}
 
 @dataclass(frozen=True)
 class ValidationContext:
-    """What validation needs beyond the values: the day (for EKS support windows) and whether secret values
-    are readable (the offline plan never decrypts them, so their contents cannot be checked there)."""
+    """What validation needs beyond the values: the stack (dev may be more open than the others), the day (for
+    EKS support windows) and whether secret values are readable (the offline plan never decrypts them, so
+    their contents cannot be checked there)."""
 
+    stack: str
     today: date
     secrets_readable: bool
 
@@ -437,7 +460,7 @@ def _context(info: ValidationInfo) -> ValidationContext:
     return (
         context
         if isinstance(context, ValidationContext)
-        else ValidationContext(today=date.today(), secrets_readable=True)
+        else ValidationContext(stack=DEV_STACK, today=date.today(), secrets_readable=True)
     )
 
 

@@ -45,6 +45,7 @@ FREE_FORM: Mapping[str, Mapping[str, str]] = {
         "alertmanager.alertmanagerSpec.nodeSelector": "node labels, copied into the Alertmanager CR",
         "prometheusOperator.nodeSelector": "node labels of the operator Deployment",
         "prometheusOperator.admissionWebhooks.patch.nodeSelector": "node labels of the webhook patch Jobs",
+        "crds.upgradeJob.nodeSelector": "node labels of the CRD upgrade hook Job",
     },
 }
 

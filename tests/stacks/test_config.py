@@ -17,8 +17,12 @@ def load(raw: dict[str, str], stack: str = "dev", secret_keys: tuple[str, ...] =
 
 
 def errors_of(raw: dict[str, str]) -> list[str]:
+    return errors_of_stack(raw, "dev")
+
+
+def errors_of_stack(raw: dict[str, str], stack: str) -> list[str]:
     with pytest.raises(ConfigError) as error:
-        load(raw)
+        load(raw, stack)
     return error.value.errors
 
 
@@ -193,8 +197,9 @@ def test_stack_names_that_do_not_fit_aws_names_are_rejected():
         with pytest.raises(ConfigError) as error:
             load({}, stack)
         assert error.value.errors[0].startswith(f"stack name {stack!r} is not valid")
-    assert load({}, "s" * 26).name == "llm-" + "s" * 26
-    assert load({}, "Team_dev-2").name == "llm-Team_dev-2"
+    narrow = {"cluster:publicAccessCidrs": '["198.51.100.0/24"]'}
+    assert load(narrow, "s" * 26).name == "llm-" + "s" * 26
+    assert load(narrow, "Team_dev-2").name == "llm-Team_dev-2"
 
 
 # pulumi-aws auto-names these from the resource name plus "-" and 7 random characters, and refuses a name over
@@ -204,7 +209,7 @@ AUTO_NAMED_LIMITS = {"aws:iam/role:Role": 64, "aws:cloudwatch/eventRule:EventRul
 
 
 def test_the_longest_accepted_stack_name_fits_every_auto_named_aws_name():
-    config, secret_keys = stack_config("dev")
+    config, secret_keys = stack_config("prod")
     plan = run_program("s" * MAX_STACK_NAME_LENGTH, config, secret_keys)
     auto_named = [r for r in plan.resources if r.type in AUTO_NAMED_LIMITS and "name" not in r.inputs]
     assert len(auto_named) >= 7, "the Karpenter roles and the five interruption rules"
@@ -330,3 +335,23 @@ def test_yaml_reads_an_unquoted_version_as_a_number_and_the_error_says_so():
     [message] = errors_of({"cluster:version": "1.3"})
     assert message.startswith("cluster:version: 1.3 is not valid")
     assert "quote it, '1.30'" in message
+
+
+def test_only_dev_may_open_the_api_endpoint_to_the_internet_without_saying_so():
+    anywhere = {"cluster:publicAccessCidrs": '["0.0.0.0/0"]'}
+    assert load(anywhere, "dev").cluster.public_access_cidrs == ("0.0.0.0/0",)
+    with pytest.raises(ConfigError) as error:
+        load(anywhere, "prod")
+    [message] = error.value.errors
+    assert message.startswith("cluster:publicAccessCidrs: ['0.0.0.0/0'] is not valid")
+    assert "cluster:publicAccessOpenToInternet: true" in message
+    on_purpose = load({**anywhere, "cluster:publicAccessOpenToInternet": "true"}, "prod")
+    assert any("whole internet" in warning for warning in on_purpose.warnings)
+    assert load({"cluster:publicAccessCidrs": '["198.51.100.0/24"]'}, "staging").cluster.public_access_cidrs
+    # The default is the whole internet, so a new stack other than dev has to choose.
+    assert errors_of_stack({}, "staging")[0].startswith("cluster:publicAccessCidrs")
+
+
+def test_the_prod_stack_file_narrows_the_api_endpoint():
+    prod = load(stack_config("prod")[0], "prod")
+    assert "0.0.0.0/0" not in prod.cluster.public_access_cidrs

@@ -525,12 +525,26 @@ def test_gpu_class_uses_the_instance_store_and_tags_cost(dev_plan):
     gpu, system = node_class(dev_plan, "gpu")["spec"], node_class(dev_plan, "system")["spec"]
     assert gpu["instanceStorePolicy"] == "RAID0"
     assert "instanceStorePolicy" not in system
-    assert gpu["tags"] == {
-        "selfhost:stack": "dev",
-        "selfhost:pool": "gpu",
-        "selfhost:model": "mistralai/Mistral-7B-Instruct-v0.2",
-    }
+    assert gpu["tags"] == {"selfhost:stack": "dev", "selfhost:pool": "gpu"}
     assert system["tags"] == {"selfhost:stack": "dev", "selfhost:pool": "system"}
+
+
+def test_changing_the_model_changes_no_node_class_or_pool(dev_plan, plan_with):
+    # Any change to an EC2NodeClass or NodePool spec drifts every node of it (Karpenter replaces them while the
+    # Deployment rolls out the new model); the model's cost is allocated by the pods' label instead.
+    qwen = plan_with({"llm:model": "Qwen/Qwen2.5-7B-Instruct"})
+    for kind in (NODE_CLASS, NODE_POOL):
+        assert [r.inputs for r in qwen.of_type(kind)] == [r.inputs for r in dev_plan.of_type(kind)], kind
+    [deployment] = qwen.of_type("kubernetes:apps/v1:Deployment")
+    assert (
+        deployment.inputs["spec"]["template"]["metadata"]["labels"]["selfhost/model"] == "qwen2-5-7b-instruct"
+    )
+
+
+def test_gpu_nodes_never_expire_on_a_timer(dev_plan):
+    # Expiration ignores disruption budgets and starts no replacement first: GPU nodes are recycled by drift.
+    assert node_pool(dev_plan, "gpu")["spec"]["template"]["spec"]["expireAfter"] == "Never"
+    assert node_pool(dev_plan, "system")["spec"]["template"]["spec"]["expireAfter"] == "720h"
 
 
 def test_root_volume_size_follows_config(plan_with):
@@ -593,3 +607,17 @@ def test_destroy_cannot_hang_on_a_system_node_that_never_drains(dev_plan):
     assert grace.endswith("m") and NODE_CLASS_DELETE_TIMEOUT.endswith("m")
     # Prometheus' own grace is 600 s (prometheus-operator default): the node's must be longer.
     assert 10 < int(grace[:-1]) < int(NODE_CLASS_DELETE_TIMEOUT[:-1])
+
+
+def test_node_classes_outlive_nothing_their_nodes_need(dev_plan):
+    # On create the classes wait for the node role's policies and access entry; on destroy (reverse order) the
+    # classes, whose finalizer waits until their nodes are gone, are deleted before any of those.
+    attachments = {
+        r.name
+        for r in dev_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if r.inputs["role"] == f"{PREFIX}-node-role"
+    }
+    assert len(attachments) == 4
+    for pool in ("gpu", "system"):
+        [created] = [r for r in dev_plan.of_type(NODE_CLASS) if r.name == f"{PREFIX}-{pool}-node-class"]
+        assert attachments | {f"{PREFIX}-node-access-entry"} <= set(created.dependencies), pool

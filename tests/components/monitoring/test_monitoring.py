@@ -23,6 +23,8 @@ from components.monitoring.values import (
     ebs_csi_policy_arn,
     gp3_storage_class,
     kube_prometheus_stack_values,
+    prometheus_claim,
+    prometheus_volume,
 )
 from selfhost.plan.command import HELM_RELEASE, write_plan
 from selfhost.plan.mocks import ACCOUNT_ID, OIDC_ISSUER, mock_random_password
@@ -48,7 +50,9 @@ def monitoring_plan(settings: MonitoringSettings) -> PlanResult:
             MonitoringArgs(
                 provider=provider,
                 settings=settings,
+                stack="test",
                 stack_name="llm-test",
+                zone="us-west-2b",
                 cluster_name="llm-test",
                 oidc_provider_arn=OIDC_ARN,
                 oidc_provider_url=OIDC_URL,
@@ -92,7 +96,7 @@ def test_retention_and_persistent_storage_follow_config():
     spec = kube_prometheus_stack_values(PERSISTENT)["prometheus"]["prometheusSpec"]
     assert spec["retention"] == "30d"
     claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
-    assert claim["storageClassName"] == STORAGE_CLASS == gp3_storage_class("x")["metadata"]["name"]
+    assert claim["storageClassName"] == STORAGE_CLASS == gp3_storage_class()["metadata"]["name"]
     assert claim["resources"] == {"requests": {"storage": "100Gi"}}
     assert spec["retentionSize"] == "85GB"  # 100 GiB x 0.85 = 85
     fifty = kube_prometheus_stack_values(
@@ -186,16 +190,41 @@ def test_ebs_csi_policy_is_the_managed_one_in_the_cluster_partition():
     assert ebs_csi_policy_arn(china) == "arn:aws-cn:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 
 
-def test_storage_class_makes_encrypted_gp3_volumes_in_the_pod_zone():
-    storage_class = gp3_storage_class("llm-prod")
+def test_storage_class_names_encrypted_gp3_and_allows_growing_the_claim():
+    storage_class = gp3_storage_class()
     assert storage_class["provisioner"] == "ebs.csi.aws.com"
-    assert storage_class["parameters"] == {
-        "type": "gp3",
-        "encrypted": "true",
-        "tagSpecification_1": "selfhost-stack=llm-prod",
-    }
-    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert storage_class["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert storage_class["allowVolumeExpansion"] is True
+    # The volume is Pulumi's: removing a claim must never delete it behind Pulumi's back.
+    assert storage_class["reclaimPolicy"] == "Retain"
     kubernetes_validate.validate(storage_class, "1.33.0", strict=True)
+
+
+def test_the_prometheus_claim_is_the_one_the_statefulset_would_create():
+    # prometheus-operator: StatefulSet prometheus-<Prometheus name>, claims <template>-<StatefulSet>-<ordinal>;
+    # kube-prometheus-stack names the Prometheus kube-prometheus-stack-prometheus.
+    template = kube_prometheus_stack_values(PERSISTENT)["prometheus"]["prometheusSpec"]["storageSpec"]
+    name = template["volumeClaimTemplate"]["metadata"]["name"]
+    claim = prometheus_claim("llm-prod-prometheus", PERSISTENT)
+    assert claim["metadata"] == {
+        "name": f"{name}-prometheus-kube-prometheus-stack-prometheus-0",
+        "namespace": "monitoring",
+    }
+    assert claim["spec"]["volumeName"] == "llm-prod-prometheus"
+    assert claim["spec"]["resources"] == template["volumeClaimTemplate"]["spec"]["resources"]
+    volume = prometheus_volume("llm-prod-prometheus", "vol-0123456789abcdef0", "us-west-2b", PERSISTENT)
+    assert volume["spec"]["claimRef"] == claim["metadata"]
+    assert volume["spec"]["csi"]["volumeHandle"] == "vol-0123456789abcdef0"
+    assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"] == [
+        {
+            "matchExpressions": [
+                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["us-west-2b"]}
+            ]
+        }
+    ]
+    for manifest in (claim, volume):
+        kubernetes_validate.validate(manifest, "1.33.0", strict=True)
 
 
 # --- wiring under mocks ------------------------------------------------------------------------------
@@ -255,11 +284,28 @@ def test_persistence_adds_the_ebs_csi_addon_with_its_irsa_role(persistent_plan: 
     assert {attachment.name, "karpenter-release"} <= set(addon.dependencies)
 
 
-def test_the_release_waits_for_storage_when_persistent(persistent_plan: PlanResult):
+def test_destroy_deletes_the_volume_while_the_driver_still_runs(persistent_plan: PlanResult):
+    # Pulumi destroys in reverse dependency order: the release, the claim, the PersistentVolume and the EBS
+    # volume each go before what they depend on, and the add-on (the driver that detaches) goes last.
     release = only(persistent_plan, HELM_RELEASE)
+    claim = only(persistent_plan, "kubernetes:core/v1:PersistentVolumeClaim")
+    volume_object = only(persistent_plan, "kubernetes:core/v1:PersistentVolume")
+    volume = only(persistent_plan, "aws:ebs/volume:Volume")
     storage_class = only(persistent_plan, "kubernetes:storage.k8s.io/v1:StorageClass")
     addon = only(persistent_plan, "aws:eks/addon:Addon")
-    assert {storage_class.name, addon.name} <= set(release.dependencies)
+    assert {claim.name, storage_class.name, addon.name} <= set(release.dependencies)
+    assert volume_object.name in claim.dependencies
+    assert volume.name in volume_object.dependencies
+    assert addon.name in volume.dependencies
+    assert volume.inputs["availabilityZone"] == "us-west-2b"
+    assert volume.inputs["size"] == 100
+    assert volume.inputs["encrypted"] is True and volume.inputs["type"] == "gp3"
+    assert volume.inputs["tags"] == {
+        "Name": "llm-test-prometheus",
+        "selfhost:stack": "test",
+        "selfhost:component": "monitoring",
+    }
+    assert volume_object.inputs["spec"]["csi"]["volumeHandle"] == f"{volume.name}-id"
     assert storage_class.inputs["provisioner"] == "ebs.csi.aws.com"
     assert storage_class.inputs["parameters"]["encrypted"] == "true"
     assert storage_class.inputs["metadata"]["name"] == STORAGE_CLASS

@@ -47,6 +47,7 @@ def test_broken_stack_fails_with_every_error_and_writes_nothing(tmp_path, capsys
         "  llm:replicas: 1.5\n"
         "  network:azCount: 1\n"
         "  network:cidr: 300.0.0.0/16\n"
+        '  cluster:publicAccessCidrs: ["198.51.100.0/24"]\n'
     )
     out = tmp_path / "out"
     assert main(["plan", "broken", "--project-dir", str(tmp_path), "--out", str(out)]) == 2
