@@ -33,7 +33,7 @@ def node_settings(config: PlatformConfig) -> NodeSettings:
 
 def model_serving(config: PlatformConfig) -> ServingSettings:
     """What the model server's manifests are built from: the llm settings, catalog entries and the plan."""
-    return serving_settings(config.llm, config.model, config.instance, config.serving)
+    return serving_settings(config.llm, config.model, config.instance, config.serving, config.network.cidr)
 
 
 def secret_output(value: SecretStr | None) -> pulumi.Output[str] | None:

@@ -11,17 +11,34 @@ import pytest
 
 from selfhost.plan.runner import PlanResult, plan_stack, run_program, stack_config
 
-REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+REFERENCE = SHARED / "reference"
+CHARTS = SHARED / "charts"
+
+
+def upstream_copy(directory: Path, holds: str) -> Path:
+    """A folder of upstream material read in place from a `shared/` folder beside the clone. The project's CI
+    has it and must run these tests; a clone without it (anyone else's) skips them, saying what is missing."""
+    if directory.is_dir():
+        return directory
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{directory} is missing; CI must run the conformance tests against it")
+    pytest.skip(
+        f"needs {holds} in {directory}, a folder beside this clone that is not part of the repository; "
+        "these checks run in the project's own CI"
+    )
 
 
 @pytest.fixture(scope="session")
 def reference() -> Path:
-    """../shared/reference, read in place: required in CI, skipped in a user's clone that lacks it."""
-    if not REFERENCE.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{REFERENCE} is missing; CI must run the conformance tests against it")
-        pytest.skip(f"{REFERENCE} is not beside this clone (it ships with the development workspace)")
-    return REFERENCE
+    """Upstream CRDs, chart default values and IAM policies (../shared/reference)."""
+    return upstream_copy(REFERENCE, "upstream CRDs, chart defaults and IAM policies")
+
+
+@pytest.fixture(scope="session")
+def charts() -> Path:
+    """The complete upstream charts at the pinned versions (../shared/charts), for `helm template`."""
+    return upstream_copy(CHARTS, "the upstream Helm charts at their pinned versions")
 
 
 @pytest.fixture(scope="session")

@@ -178,6 +178,10 @@ class Cluster(pulumi.ComponentResource):
             provider_credential_opts=(
                 eks.KubeconfigOptionsArgs(profile_name=args.aws_profile) if args.aws_profile else None
             ),
+            # The VPC CNI add-on pulumi-eks manages (addons/cni-addon.ts) with its network policy agent on: the
+            # model server's NetworkPolicy is enforced on EC2 nodes (AL2023's kernel has the eBPF it needs;
+            # Fargate pods are not covered: EKS user guide, cni-network-policy).
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
             encryption_config_key_arn=secrets_key.arn,
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
             # pulumi-eks creates one profile from this and installs the CoreDNS add-on with computeType

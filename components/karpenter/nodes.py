@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.cost_tags import cost_tags
-from stacks.catalogs.instances import SYSTEM_INSTANCE_PRICES, GpuInstance, family_members
+from stacks.catalogs.instances import (
+    SYSTEM_CAPACITY_TYPES,
+    SYSTEM_INSTANCE_PRICES,
+    SYSTEM_POOL_MEMORY_GIB,
+    SYSTEM_POOL_VCPUS,
+    GpuInstance,
+    family_members,
+)
 
 Manifest = dict[str, Any]
 
@@ -48,7 +55,7 @@ GPU_EXPIRE_AFTER = "Never"
 # Pulumi waits for a node class to be deleted (NODE_CLASS_DELETE_TIMEOUT in the component).
 SYSTEM_TERMINATION_GRACE_PERIOD = "15m"
 # Upper bound of the system pool: 4 nodes of the 2 vCPU / 8 GiB types it may use.
-SYSTEM_POOL_LIMITS = {"cpu": "8", "memory": "32Gi"}
+SYSTEM_POOL_LIMITS = {"cpu": str(SYSTEM_POOL_VCPUS), "memory": f"{SYSTEM_POOL_MEMORY_GIB}Gi"}
 
 
 @dataclass(frozen=True)
@@ -211,12 +218,10 @@ def system_node_pool() -> Manifest:
                             "operator": "In",
                             "values": list(SYSTEM_INSTANCE_PRICES),
                         },
-                        # With both allowed, Karpenter launches spot and falls back to on-demand when
-                        # spot has no capacity (scheduling.md, "Capacity Type").
                         {
                             "key": "karpenter.sh/capacity-type",
                             "operator": "In",
-                            "values": ["spot", "on-demand"],
+                            "values": list(SYSTEM_CAPACITY_TYPES),
                         },
                         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
                     ],

@@ -60,6 +60,9 @@ IMAGE_PULL_SECONDS = 900
 # lets the requests it is running finish for up to DRAIN_SECONDS (its --shutdown-timeout, whose default 0
 # aborts them at once: vllm/entrypoints/launchers/launcher.py and vllm/v1/engine/core.py at v0.33.0), and
 # tears the engine down before the kubelet's SIGKILL.
+# A spot node gets this long between EC2's interruption notice and its reclaim (EC2 user guide, "Spot Instance
+# interruption notices"), whatever the pod's grace period: the drain below is cut there.
+SPOT_NOTICE_SECONDS = 120
 PRE_STOP_SLEEP_SECONDS = 15
 DRAIN_SECONDS = 150
 TEARDOWN_SECONDS = 15

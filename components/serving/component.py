@@ -28,6 +28,7 @@ from components.serving.manifests import (
     endpoint,
     missing_token_error,
     namespace_manifest,
+    network_policy,
     pod_disruption_budget,
     service_manifest,
     service_monitor,
@@ -97,6 +98,13 @@ class ModelServer(pulumi.ComponentResource):
         service = service_manifest(settings)
         self.service = k8s.core.v1.Service(
             f"{name}-service", metadata=service["metadata"], spec=service["spec"], opts=self._in_namespace
+        )
+        policy = network_policy(settings)
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=policy["metadata"],
+            spec=policy["spec"],
+            opts=self._in_namespace,
         )
         budget = pod_disruption_budget(settings)
         if budget is not None:

@@ -109,8 +109,12 @@ def write_plan(result: PlanResult, out: Path) -> dict[str, Any]:
     (out / "resources.json").write_text(json.dumps(resources, indent=2, sort_keys=True) + "\n")
     for resource in result.resources:
         if is_manifest(resource):
-            manifest = {k: v for k, v in resource.inputs.items() if k in ("apiVersion", "kind", "metadata")}
-            manifest.update({k: v for k, v in resource.inputs.items() if k not in manifest})
+            head = {
+                key: resource.inputs[key]
+                for key in ("apiVersion", "kind", "metadata")
+                if key in resource.inputs
+            }
+            manifest = {**head, **{k: v for k, v in resource.inputs.items() if k not in head}}
             (out / "manifests" / manifest_filename(manifest)).write_text(
                 yaml.safe_dump(manifest, sort_keys=False)
             )

@@ -6,8 +6,10 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
+from components.serving.budget import SPOT_NOTICE_SECONDS, termination_grace_seconds
 from selfhost.plan.runner import PlanResult
 from stacks.cost import PRICE_REGION, cost_items, total_usd_per_hour
+from stacks.quota import check_command, quota_needs
 
 
 def price_region_warning(region: str) -> list[str]:
@@ -34,9 +36,29 @@ def build_report(result: PlanResult) -> dict[str, Any]:
                 for item in items
             ],
         },
+        "quota": [
+            {**asdict(need), "check": check_command(need, config.region)}
+            for need in quota_needs(config.instance, config.llm.capacity_types, config.serving.gpu_limit)
+        ],
+        "spot": "spot" in config.llm.capacity_types,
         "resources": {"total": len(result.resources), "by_type": dict(sorted(counts.items()))},
         "warnings": [*config.warnings, *price_region_warning(config.region)],
     }
+
+
+def spot_note() -> str:
+    """What a spot reclaim does to the model server, from its drain budget (components/serving/budget.py)."""
+    grace = termination_grace_seconds()
+    return (
+        f"GPU nodes may run on spot. EC2 reclaims a spot node {SPOT_NOTICE_SECONDS} s after its interruption "
+        f"notice, but a replica drains for up to {grace} s: answers still streaming {SPOT_NOTICE_SECONDS} s "
+        "after the notice are cut, and a single replica is down until its replacement serves. Rollouts, "
+        "consolidation and drift get the whole drain."
+    )
+
+
+def _quota_name(need: dict[str, Any]) -> str:
+    return f"{need['quota']} (`{need['code']}`)" if need["code"] else need["quota"]
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -63,6 +85,19 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| Replicas per node / nodes | {sizing['replicas_per_node']} / {sizing['nodes']} |",
         f"| GPU limit of the GPU node pool | {sizing['gpu_limit']} |",
         "",
+        "## EC2 quota a rollout needs",
+        "",
+        "vCPUs each quota must allow in the region (the GPU pool's limit includes one spare node for rollouts):",
+        "",
+        "| Quota | Capacity | vCPUs | For |",
+        "|---|---|---:|---|",
+        *(
+            f"| {_quota_name(need)} | {need['capacity_type']} | {need['vcpus']} | {need['why']} |"
+            for need in report["quota"]
+        ),
+        "",
+        f"Check one: `{report['quota'][0]['check']}`",
+        "",
         "## Cost per hour",
         "",
         "| Item | $/h | Detail |",
@@ -77,6 +112,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         *(f"| `{t}` | {n} |" for t, n in report["resources"]["by_type"].items()),
         f"| **Total** | **{report['resources']['total']}** |",
     ]
+    if report["spot"]:
+        lines += ["", "## Spot", "", spot_note()]
     if report["warnings"]:
         lines += ["", "## Warnings", "", *(f"- {warning}" for warning in report["warnings"])]
     return "\n".join(lines) + "\n"

@@ -83,17 +83,21 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResource(request)
 
 
-def recorded_value(value: Any) -> Any:
-    """A deserialized property tree as the plan shows it: secrets masked, whole numbers as integers.
+def recorded_value(value: Any, secret: bool = False) -> Any:
+    """A deserialized property tree as the plan shows it: secret values masked, whole numbers as integers.
 
-    The engine carries every number as a double, so `replicas: 2` arrives as 2.0.
+    A secret map or list keeps its shape and masks each value (a Secret's `stringData` shows which keys it
+    holds, so the manifest stays a valid object); keys are names, never values. The engine carries every
+    number as a double, so `replicas: 2` arrives as 2.0.
     """
     if isinstance(value, Mapping):
         if value.get(_special_sig_key) == _special_secret_sig:
-            return SECRET
-        return {key: recorded_value(item) for key, item in value.items()}
+            return recorded_value(value.get("value"), secret=True)
+        return {key: recorded_value(item, secret) for key, item in value.items()}
     if isinstance(value, list):
-        return [recorded_value(item) for item in value]
+        return [recorded_value(item, secret) for item in value]
+    if secret:
+        return SECRET
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value

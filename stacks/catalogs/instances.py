@@ -72,3 +72,10 @@ SYSTEM_INSTANCE_PRICES: Mapping[str, float] = {
     "m7i.large": 0.1008,
     "m7a.large": 0.11592,
 }
+# The system pool holds at most 4 of those nodes: its Karpenter limit, and the Standard-family vCPU quota it
+# can draw on.
+SYSTEM_POOL_VCPUS = 8
+SYSTEM_POOL_MEMORY_GIB = 32
+# Spot first and on-demand when spot has no capacity (Karpenter scheduling.md, "Capacity Type"): monitoring
+# restarts in seconds.
+SYSTEM_CAPACITY_TYPES = ("spot", "on-demand")

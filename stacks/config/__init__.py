@@ -186,7 +186,7 @@ def _resolve_llm(
     except SizingError as error:
         errors.append(str(error))
         return None
-    if serving.gpu_limit > llm.max_gpus:
+    if llm.max_gpus is not None and serving.gpu_limit > llm.max_gpus:
         errors.append(
             invalid(
                 "llm",

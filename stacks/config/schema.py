@@ -60,6 +60,8 @@ MANAGED_ENGINE_FLAGS = (
     "--config",
 )
 PROMETHEUS_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 AMI_ALIAS = re.compile(r"^al2023@(latest|v\d{8})$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 # Every region AWS has, as pulumi-aws lists it (pulumi_aws.Region, generated from the provider's schema).
@@ -179,16 +181,29 @@ class LlmSettings(Namespace):
     )
     hf_token: SecretStr | None = Field(None, description="Hugging Face token; required for gated models.")
     api_key: SecretStr | None = Field(None, description="API key clients must send; unset: one is generated.")
-    vllm_image: str = Field(VLLM_IMAGE, description="vLLM OpenAI server image, pinned by tag.")
+    vllm_image: str = Field(
+        VLLM_IMAGE,
+        description="vLLM OpenAI server image, pinned by tag or, better, by digest (repo:tag@sha256:...).",
+    )
     extra_engine_args: StringList = Field(
         (), description='Extra vLLM engine arguments, e.g. ["--enforce-eager"].'
     )
-    max_gpus: int = Field(8, ge=1, description="Ceiling on GPUs the GPU node pool may hold (cost guardrail).")
+    max_gpus: int | None = Field(
+        None,
+        ge=1,
+        description="Hard ceiling on GPUs the GPU node pool may hold (cost guardrail); unset: what the plan needs "
+        "(its nodes plus one spare node, times the instance's GPUs).",
+    )
     service_type: Literal["ClusterIP", "LoadBalancer"] = Field(
         "ClusterIP", description="How the endpoint is exposed: ClusterIP (port-forward) or LoadBalancer."
     )
     load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
         "internal", description="With serviceType LoadBalancer: internal (VPC only) or internet-facing."
+    )
+    client_namespaces: StringList = Field(
+        (),
+        description="Namespaces whose pods may call the endpoint inside the cluster; the model server's "
+        "NetworkPolicy admits them (and Prometheus) only.",
     )
     model_parameters: float | None = Field(
         None, gt=0, description="Parameters in billions, for a model outside the catalog."
@@ -222,8 +237,16 @@ class LlmSettings(Namespace):
     @field_validator("vllm_image")
     @classmethod
     def _pinned_image(cls, image: str) -> str:
-        if ":" not in image.rsplit("/", 1)[-1] or image.endswith((":latest", ":nightly")):
-            raise ValueError(f"expected an image pinned by tag, e.g. {VLLM_IMAGE}")
+        name, _, digest = image.partition("@")
+        tag = name.rsplit("/", 1)[-1].partition(":")[2]
+        if digest and not IMAGE_DIGEST.fullmatch(digest):
+            raise ValueError(
+                f"expected a digest of the form sha256:<64 hex digits> after '@', e.g. {VLLM_IMAGE}@sha256:..."
+            )
+        if not digest and (not tag or tag in ("latest", "nightly")):
+            raise ValueError(
+                f"expected an image pinned by tag, e.g. {VLLM_IMAGE}, or by digest: {VLLM_IMAGE}@sha256:<digest>"
+            )
         return image
 
     @field_validator("extra_engine_args")
@@ -237,6 +260,16 @@ class LlmSettings(Namespace):
                 + " (set by llm:model, llm:maxModelLen, llm:gpuMemoryUtilization, llm:instanceType and llm:apiKey)"
             )
         return args
+
+    @field_validator("client_namespaces")
+    @classmethod
+    def _namespace_names(cls, namespaces: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [namespace for namespace in namespaces if not DNS_LABEL.fullmatch(namespace)]
+        if bad:
+            raise ValueError(
+                f"expected Kubernetes namespace names (lower-case letters, digits and '-', at most 63), not {', '.join(bad)}"
+            )
+        return namespaces
 
     @field_validator("api_key")
     @classmethod

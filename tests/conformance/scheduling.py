@@ -19,6 +19,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# Labels Karpenter puts on every node from the instance type (Karpenter v1.14 docs, scheduling.md
+# well-known labels; GPU values for g6 from instance-types.md: l4 / nvidia / 1 / 22888).
+G6_XLARGE_LABELS = {
+    "kubernetes.io/arch": "amd64",
+    "kubernetes.io/os": "linux",
+    "node.kubernetes.io/instance-type": "g6.xlarge",
+    "topology.kubernetes.io/zone": "us-west-2a",
+    "karpenter.sh/capacity-type": "spot",
+    "karpenter.k8s.aws/instance-family": "g6",
+    "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia",
+    "karpenter.k8s.aws/instance-gpu-name": "l4",
+    "karpenter.k8s.aws/instance-gpu-count": "1",
+    "karpenter.k8s.aws/instance-gpu-memory": "22888",
+}
+M7I_LARGE_LABELS = {
+    "kubernetes.io/arch": "amd64",
+    "kubernetes.io/os": "linux",
+    "node.kubernetes.io/instance-type": "m7i.large",
+    "topology.kubernetes.io/zone": "us-west-2b",
+    "karpenter.sh/capacity-type": "on-demand",
+    "karpenter.k8s.aws/instance-family": "m7i",
+}
+
 
 @dataclass(frozen=True)
 class Node:

@@ -19,6 +19,8 @@ from selfhost.plan.runner import PlanResult
 from stacks.platform import node_settings
 from tests.conformance.helm_values import helm_merge, lookup, reference_values, releases
 from tests.conformance.scheduling import (
+    G6_XLARGE_LABELS,
+    M7I_LARGE_LABELS,
     Node,
     node_affinity_matches,
     node_from_pool,
@@ -28,28 +30,6 @@ from tests.conformance.scheduling import (
     untolerated_taints,
 )
 
-# Labels Karpenter puts on every node from the instance type (Karpenter v1.14 docs, scheduling.md
-# well-known labels; GPU values for g6 from instance-types.md: l4 / nvidia / 1 / 22888).
-G6_XLARGE_LABELS = {
-    "kubernetes.io/arch": "amd64",
-    "kubernetes.io/os": "linux",
-    "node.kubernetes.io/instance-type": "g6.xlarge",
-    "topology.kubernetes.io/zone": "us-west-2a",
-    "karpenter.sh/capacity-type": "spot",
-    "karpenter.k8s.aws/instance-family": "g6",
-    "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia",
-    "karpenter.k8s.aws/instance-gpu-name": "l4",
-    "karpenter.k8s.aws/instance-gpu-count": "1",
-    "karpenter.k8s.aws/instance-gpu-memory": "22888",
-}
-M7I_LARGE_LABELS = {
-    "kubernetes.io/arch": "amd64",
-    "kubernetes.io/os": "linux",
-    "node.kubernetes.io/instance-type": "m7i.large",
-    "topology.kubernetes.io/zone": "us-west-2b",
-    "karpenter.sh/capacity-type": "on-demand",
-    "karpenter.k8s.aws/instance-family": "m7i",
-}
 # The node as the Karpenter GPU pool is specified to label and taint it, written out by hand.
 GPU_NODE_AS_SPECIFIED = Node(
     "ip-10-0-1-10.us-west-2.compute.internal",

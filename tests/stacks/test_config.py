@@ -133,9 +133,23 @@ def test_unknown_model_with_its_size_is_planned():
     assert not config.model.gated
 
 
-def test_gpu_ceiling_guards_cost():
-    errors = errors_of({"llm:model": "meta-llama/Llama-3.1-70B-Instruct", "llm:instanceType": "p4d.24xlarge"})
-    # One p4d replica: 1 node x 8 GPUs, plus one spare node in the pool limit = 16 > the default ceiling 8.
+def test_a_fitting_model_is_never_refused_by_a_default_ceiling():
+    # Llama-3.1-70B fits one p4d.24xlarge (8 x A100 40GB). Its pool limit is 1 node x 8 GPUs plus one spare
+    # node = 16 GPUs; with llm:maxGpus unset the ceiling is what the plan needs.
+    config = load({"llm:model": "meta-llama/Llama-3.1-70B-Instruct", "llm:instanceType": "p4d.24xlarge"})
+    assert config.serving.gpu_limit == 16
+    assert config.llm.max_gpus is None
+
+
+def test_an_explicit_gpu_ceiling_guards_cost():
+    errors = errors_of(
+        {
+            "llm:model": "meta-llama/Llama-3.1-70B-Instruct",
+            "llm:instanceType": "p4d.24xlarge",
+            "llm:maxGpus": "8",
+        }
+    )
+    # One p4d replica: 1 node x 8 GPUs, plus one spare node in the pool limit = 16 > the ceiling 8.
     assert errors == [
         "llm:maxGpus: 8 is not valid; expected at least 16, the GPU node pool limit for 1 replica(s) of "
         "meta-llama/Llama-3.1-70B-Instruct on p4d.24xlarge; or lower llm:replicas"
@@ -355,3 +369,16 @@ def test_only_dev_may_open_the_api_endpoint_to_the_internet_without_saying_so():
 def test_the_prod_stack_file_narrows_the_api_endpoint():
     prod = load(stack_config("prod")[0], "prod")
     assert "0.0.0.0/0" not in prod.cluster.public_access_cidrs
+
+
+def test_the_image_may_be_pinned_by_digest():
+    digest = "sha256:" + "0123456789abcdef" * 4
+    assert load({"llm:vllmImage": f"vllm/vllm-openai:v0.33.0@{digest}"}).llm.vllm_image.endswith(digest)
+    # A digest pins even a moving tag; a malformed digest does not.
+    assert load({"llm:vllmImage": f"vllm/vllm-openai:latest@{digest}"}).llm.vllm_image
+    [message] = errors_of({"llm:vllmImage": "vllm/vllm-openai:v0.33.0@sha256:abc"})
+    assert message.startswith(
+        "llm:vllmImage: 'vllm/vllm-openai:v0.33.0@sha256:abc' is not valid; expected a digest"
+    )
+    # A registry port is not a tag.
+    assert errors_of({"llm:vllmImage": "registry.example:5000/vllm-openai"})[0].startswith("llm:vllmImage")

@@ -300,3 +300,9 @@ def test_without_a_profile_the_kubeconfig_uses_the_default_chain():
     assert provider == exported
     assert "--profile" not in exec_args(provider)
     assert not any(entry["name"] == "AWS_PROFILE" for entry in provider["users"][0]["user"]["exec"]["env"])
+
+
+def test_the_cluster_enforces_network_policies(dev_plan):
+    # The VPC CNI add-on pulumi-eks manages runs its network policy agent, which enforces the model
+    # server's NetworkPolicy on EC2 nodes.
+    assert eks_inputs(dev_plan)["vpcCniOptions"]["enableNetworkPolicy"] is True

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import kubernetes_validate
 import pulumi_kubernetes as k8s
 import pytest
 
@@ -21,7 +22,9 @@ from components.serving.manifests import (
     credentials_secret,
     deployment_manifest,
     endpoint,
+    network_policy,
     pod_disruption_budget,
+    selector_labels,
     service_manifest,
 )
 from selfhost.plan.runner import SECRET, PlanResult, run_program, stack_config
@@ -182,19 +185,30 @@ def test_no_service_link_variables_reach_vllm():
 
 def test_api_key_and_token_reach_vllm_only_through_the_secret():
     settings = dataclasses.replace(settings_for(MULTI_GPU), with_hf_token=True)
-    vllm = container(deployment_manifest(settings))
+    manifest = deployment_manifest(settings)
+    vllm = container(manifest)
     env = {item["name"]: item for item in vllm["env"]}
+    # vLLM reads its key only from VLLM_API_KEY or --api-key (vllm/envs.py): a Secret-backed variable.
     assert env["VLLM_API_KEY"]["valueFrom"] == {
         "secretKeyRef": {"name": "vllm-credentials", "key": "api-key"}
     }
-    assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "vllm-credentials", "key": "hf-token"}}
+    # The Hugging Face token is a file, which huggingface_hub reads through HF_TOKEN_PATH.
+    assert "HF_TOKEN" not in env
+    assert env["HF_TOKEN_PATH"]["value"] == "/var/run/secrets/huggingface/token"
+    [mount] = [m for m in vllm["volumeMounts"] if m["name"] == "hf-token"]
+    assert mount == {"name": "hf-token", "mountPath": "/var/run/secrets/huggingface", "readOnly": True}
+    [volume] = [v for v in manifest["spec"]["template"]["spec"]["volumes"] if v["name"] == "hf-token"]
+    assert volume["secret"]["secretName"] == "vllm-credentials"
+    assert volume["secret"]["items"] == [{"key": "hf-token", "path": "token"}]
     assert env["HF_HOME"]["value"].startswith("/models/")
     assert not any(arg.startswith("--api-key") for arg in vllm["args"])
     secret = credentials_secret(settings, "key", "token")
     assert secret["stringData"] == {"api-key": "key", "hf-token": "token"}
 
     without = settings_for(DEV)
-    assert "HF_TOKEN" not in {item["name"] for item in container(deployment_manifest(without))["env"]}
+    without_manifest = deployment_manifest(without)
+    assert "HF_TOKEN_PATH" not in {item["name"] for item in container(without_manifest)["env"]}
+    assert "hf-token" not in {v["name"] for v in without_manifest["spec"]["template"]["spec"]["volumes"]}
     assert credentials_secret(without, "key", None)["stringData"] == {"api-key": "key"}
 
 
@@ -300,6 +314,7 @@ def test_component_registers_every_object_under_itself():
             "kubernetes:core/v1:Secret",
             "kubernetes:apps/v1:Deployment",
             "kubernetes:core/v1:Service",
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             "kubernetes:policy/v1:PodDisruptionBudget",
             "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
             "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
@@ -337,7 +352,7 @@ def test_configured_api_key_replaces_the_generated_one_and_no_secret_leaks():
     key, token = "sk-configured-key-0123456789abcdef", "hf_configuredtoken0123456789"
     plan = serve_plan({}, secrets={"llm:apiKey": key, "llm:hfToken": token})
     assert not plan.of_type("random:index/randomPassword:RandomPassword")
-    assert plan.named("model-credentials").inputs["stringData"] == SECRET
+    assert plan.named("model-credentials").inputs["stringData"] == {"api-key": SECRET, "hf-token": SECRET}
     everything = repr([r.inputs for r in plan.resources]) + repr(plan.outputs)
     assert key not in everything and token not in everything
 
@@ -357,3 +372,31 @@ def test_gated_model_without_token_stops_pulumi_up():
             program=lambda c: build_platform(c, deploying=True),
         ).outputs
         assert outputs["endpoint_port"] == 8000
+
+
+def test_the_network_policy_admits_prometheus_and_the_named_namespaces_only():
+    policy = network_policy(settings_for({"llm:clientNamespaces": '["apps", "batch-jobs"]'}))
+    assert policy["spec"]["podSelector"] == {"matchLabels": selector_labels(settings_for(DEV))}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+        for name in ("monitoring", "apps", "batch-jobs")
+    ]
+    kubernetes_validate.validate(policy, "1.33.0", strict=True)
+
+
+def test_a_load_balancer_reaches_the_model_server_from_its_vpc():
+    [rule] = network_policy(settings_for({"llm:serviceType": "LoadBalancer"}))["spec"]["ingress"]
+    assert {"ipBlock": {"cidr": "10.0.0.0/16"}} in rule["from"]
+    [closed] = network_policy(settings_for(DEV))["spec"]["ingress"]
+    assert not any("ipBlock" in source for source in closed["from"])
+
+
+def test_client_namespaces_must_be_namespace_names():
+    with pytest.raises(ConfigError) as error:
+        platform_config({"llm:clientNamespaces": '["Apps_1"]'})
+    assert error.value.errors[0].startswith(
+        "llm:clientNamespaces: ['Apps_1'] is not valid; expected Kubernetes namespace names"
+    )

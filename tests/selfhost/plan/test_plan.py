@@ -2,7 +2,9 @@ import json
 import shutil
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
+import yaml
 
 from selfhost.cli import main
 from selfhost.plan import runner as plan_module
@@ -11,6 +13,8 @@ from selfhost.plan.runner import PROJECT_DIR, run_program, stack_config
 from stacks.config import ConfigError
 
 CONTRACT_FILES = ("resources.json", "report.json", "report.md")
+# API groups of built-in kinds that have a dot in their name.
+BUILTIN_GROUPS = ("storage.k8s.io/", "networking.k8s.io/", "policy/", "apps/", "rbac.authorization.k8s.io/")
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -109,3 +113,23 @@ def test_report_says_when_prices_come_from_another_region(tmp_path, dev_plan, pl
     assert "costs are us-west-2 list prices; prices in eu-west-1 may differ" in report["warnings"]
     dev_report = write_plan(dev_plan, tmp_path / "dev")
     assert not any("list prices" in warning for warning in dev_report["warnings"])
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_written_manifest_of_a_builtin_kind_is_a_valid_object(stack, tmp_path, dev_plan, prod_plan):
+    # Custom resources (NodePools, monitors) are checked against their CRDs in tests/conformance; here the
+    # Kubernetes kinds, Secrets included: they keep every key and mask only the values.
+    write_plan(dev_plan if stack == "dev" else prod_plan, tmp_path)
+    checked = 0
+    for path in sorted((tmp_path / "manifests").glob("*.yaml")):
+        manifest = yaml.safe_load(path.read_text())
+        assert list(manifest)[:3] == ["apiVersion", "kind", "metadata"], path.name
+        if "." in manifest["apiVersion"].split("/")[0] and not manifest["apiVersion"].startswith(
+            BUILTIN_GROUPS
+        ):
+            continue
+        kubernetes_validate.validate(manifest, "1.33.0", strict=True)
+        if manifest["kind"] == "Secret":
+            assert manifest["stringData"] and set(manifest["stringData"].values()) == {"[secret]"}, path.name
+        checked += 1
+    assert checked >= 8
