@@ -107,6 +107,10 @@ def percentile(ordered: Sequence[float], p: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+# How often a running level reports its progress.
+PROGRESS_SECONDS = 5.0
+
+
 async def run_benchmark(
     endpoint: Endpoint, settings: BenchSettings, progress: Callable[[str], None]
 ) -> list[LevelResult]:
@@ -131,7 +135,7 @@ async def run_benchmark(
                 raise BenchmarkAborted(f"The warm-up request failed: {outcome.error}", levels)
         for concurrency in settings.concurrency_levels:
             progress(f"concurrency {concurrency}: {_budget(settings)}")
-            level, fatal = await _run_level(clients[:concurrency], endpoint, settings, requests)
+            level, fatal = await _run_level(clients[:concurrency], endpoint, settings, requests, progress)
             levels.append(level)
             if fatal is not None:
                 raise BenchmarkAborted(fatal, levels)
@@ -143,6 +147,7 @@ async def _run_level(
     endpoint: Endpoint,
     settings: BenchSettings,
     requests: Iterator[CompletionRequest],
+    progress: Callable[[str], None],
 ) -> tuple[LevelResult, str | None]:
     outcomes: list[_Outcome] = []
     budget = (
@@ -162,7 +167,24 @@ async def _run_level(
             if outcome.fatal:
                 stop.set()
 
-    await asyncio.gather(*(worker(client) for client in clients))
+    async def report_progress() -> None:
+        # A level can run for minutes: say how far it is, every PROGRESS_SECONDS, on the progress stream.
+        while True:
+            await asyncio.sleep(PROGRESS_SECONDS)
+            done = sum(outcome.error is None for outcome in outcomes)
+            failed = len(outcomes) - done
+            so_far = (
+                f"{len(outcomes)} of {settings.requests} requests"
+                if settings.requests is not None
+                else f"{time.perf_counter() - started:.0f} of {settings.duration:g} s"
+            )
+            progress(f"  concurrency {len(clients)}: {so_far}, {done} answered, {failed} failed")
+
+    reporter = asyncio.create_task(report_progress())
+    try:
+        await asyncio.gather(*(worker(client) for client in clients))
+    finally:
+        reporter.cancel()
     elapsed = time.perf_counter() - started
     fatal = next((outcome.error for outcome in outcomes if outcome.fatal), None)
     return _summarize(len(clients), outcomes, elapsed), fatal

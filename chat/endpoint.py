@@ -34,6 +34,19 @@ class EndpointSetupError(Exception):
     """The endpoint cannot be reached for a reason the user must fix; the message says which."""
 
 
+class MissingPrerequisite(EndpointSetupError):
+    """Something needed before anything can run: a tool (`tool` names it) or a deployed stack."""
+
+    def __init__(self, message: str, tool: str | None = None, needed_for: str = "") -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.needed_for = needed_for
+
+
+# What to do instead of installing the tools the stack's endpoint needs.
+USE_BASE_URL = "pass --base-url and --api-key"
+
+
 @dataclass(frozen=True)
 class ServiceTarget:
     namespace: str
@@ -165,20 +178,19 @@ def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def open_endpoint(args: argparse.Namespace, command: str) -> Iterator[Endpoint]:
+def open_endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
     """Yield the endpoint the arguments name; a port-forward it opened is closed on exit."""
     if args.base_url:
         api_key = args.api_key or os.environ.get("OPENAI_API_KEY") or None
         yield Endpoint(normalize_base_url(args.base_url), api_key, source=normalize_base_url(args.base_url))
         return
-    outputs = read_stack_outputs(args.stack, command)
+    outputs = read_stack_outputs(args.stack)
     target = service_target(outputs, args.stack)
     api_key = args.api_key or _optional_string(outputs, "api_key")
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        raise EndpointSetupError(
-            f"selfhost {command} needs kubectl to reach the in-cluster endpoint of stack {args.stack!r}; "
-            "install it or pass --base-url and --api-key"
+        raise MissingPrerequisite(
+            "kubectl is not on PATH", tool="kubectl", needed_for="to reach the stack's in-cluster endpoint"
         )
     with ExitStack() as cleanup:
         kubeconfig = None
@@ -196,12 +208,11 @@ def open_endpoint(args: argparse.Namespace, command: str) -> Iterator[Endpoint]:
         )
 
 
-def read_stack_outputs(stack: str, command: str) -> dict[str, Any]:
+def read_stack_outputs(stack: str) -> dict[str, Any]:
     pulumi = shutil.which("pulumi")
     if pulumi is None:
-        raise EndpointSetupError(
-            f"selfhost {command} needs the pulumi CLI to read stack outputs; "
-            "install it or pass --base-url and --api-key"
+        raise MissingPrerequisite(
+            "the Pulumi CLI is not on PATH", tool="pulumi", needed_for="to read the stack's outputs"
         )
     # `pulumi stack output` resolves a short stack name against the project in its working directory.
     cwd = PROJECT_DIR if (PROJECT_DIR / "Pulumi.yaml").is_file() else None
@@ -233,9 +244,9 @@ def read_stack_outputs(stack: str, command: str) -> dict[str, Any]:
 def service_target(outputs: Mapping[str, Any], stack: str) -> ServiceTarget:
     service = outputs.get("endpoint_service")
     if not isinstance(service, str) or service.count("/") != 1 or "" in service.split("/"):
-        raise EndpointSetupError(
-            f"Stack {stack!r} has no endpoint_service output of the form <namespace>/<service>; "
-            "deploy it first (selfhost up) or pass --base-url and --api-key"
+        raise MissingPrerequisite(
+            f"stack {stack} has no endpoint yet (no endpoint_service output): deploy it with `selfhost up {stack}`, "
+            f"or {USE_BASE_URL}."
         )
     namespace, name = service.split("/")
     port = outputs.get("endpoint_port", VLLM_PORT)

@@ -5,13 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
 from pathlib import Path
 
+from chat import bench
 from chat.api import EndpointError, list_models, new_client
-from chat.bench import BenchmarkAborted, BenchSettings, format_errors, format_table, report, run_benchmark
-from chat.endpoint import Endpoint, EndpointSetupError, add_endpoint_arguments, open_endpoint
+from chat.endpoint import (
+    USE_BASE_URL,
+    Endpoint,
+    EndpointSetupError,
+    MissingPrerequisite,
+    add_endpoint_arguments,
+    open_endpoint,
+)
 from chat.smoke import format_results, run_smoke
+from selfhost.prerequisites import EXIT_FAILED, EXIT_PREREQUISITE, missing_tool, report
 
 DEFAULT_CHAT_PORT = 7860
 DEFAULT_CONCURRENCY = "1,8,32"
@@ -90,10 +99,22 @@ def _bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.set_defaults(run=run_bench_command)
 
 
+# A command stopped with Ctrl-C exits as a shell reports SIGINT: 128 + 2.
+EXIT_INTERRUPTED = 130
 CHAT_EXTRA_MISSING = (
-    "The chat page needs Gradio, which deployments leave out: install the `chat` extra with "
-    "`uv sync --extra chat` (or `pip install 'self-hosted-llm[chat]'`) and run `selfhost chat` again."
+    "the chat page needs Gradio, which deployments leave out: install the `chat` extra with "
+    "`uv sync --extra chat` (or `pip install 'self-hosted-llm[chat]'`) and run the command again."
 )
+
+
+def setup_failure(command: str, args: argparse.Namespace, error: EndpointSetupError) -> int:
+    """Why the endpoint could not be opened, in the one style of every command: a missing prerequisite
+    (found before anything ran) exits 2, a failure of what ran exits 1."""
+    stack = _stack(args)
+    if isinstance(error, MissingPrerequisite):
+        sentence = missing_tool(error.tool, error.needed_for, USE_BASE_URL) if error.tool else str(error)
+        return report(command, stack, sentence, EXIT_PREREQUISITE)
+    return report(command, stack, str(error), EXIT_FAILED)
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -103,29 +124,56 @@ def run_chat(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as error:
         if error.name != "gradio":
             raise
-        return _fail(CHAT_EXTRA_MISSING, code=2)
+        return report("chat", _stack(args), CHAT_EXTRA_MISSING)
+    if not port_is_free(args.port):
+        return report(
+            "chat",
+            None,
+            f"127.0.0.1:{args.port} is taken (or needs privileges): pass a free --port.",
+            EXIT_PREREQUISITE,
+        )
     try:
-        with open_endpoint(args, "chat") as endpoint:
+        with open_endpoint(args) as endpoint:
             print(f"Endpoint: {endpoint.source}")
             print(f"Chat page: http://127.0.0.1:{args.port}  (Ctrl-C stops it)")
             serve(endpoint, args.model, args.port)
     except EndpointSetupError as error:
-        return _fail(str(error))
+        return setup_failure("chat", args, error)
     except OSError:
-        # gradio raises OSError when it cannot bind the port (taken, or below 1024 without privileges).
-        return _fail(f"The chat page could not listen on 127.0.0.1:{args.port}; pass a free --port.")
+        # gradio raises OSError when it cannot bind the port: another program took it since the check.
+        return report(
+            "chat",
+            None,
+            f"the chat page could not listen on 127.0.0.1:{args.port}; pass a free --port.",
+            EXIT_FAILED,
+        )
     return 0
+
+
+def _stack(args: argparse.Namespace) -> str | None:
+    """The stack a client command talks to, or None with --base-url."""
+    return None if args.base_url else args.stack
+
+
+def port_is_free(port: int) -> bool:
+    """Whether the chat page can listen on 127.0.0.1:port, checked before anything is printed or opened."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def run_smoke_command(args: argparse.Namespace) -> int:
     try:
-        with open_endpoint(args, "smoke") as endpoint:
+        with open_endpoint(args) as endpoint:
             print(f"Smoke test of {endpoint.source}")
             results = asyncio.run(run_smoke(endpoint, args.model, args.timeout))
     except EndpointSetupError as error:
-        return _fail(str(error))
+        return setup_failure("smoke", args, error)
     except KeyboardInterrupt:
-        return _fail("Interrupted.", code=130)
+        return report("smoke", _stack(args), "interrupted.", EXIT_INTERRUPTED)
     print(format_results(results))
     passed = sum(result.status == "PASS" for result in results)
     if passed == len(results):
@@ -137,13 +185,13 @@ def run_smoke_command(args: argparse.Namespace) -> int:
 
 def run_bench_command(args: argparse.Namespace) -> int:
     try:
-        with open_endpoint(args, "bench") as endpoint:
+        with open_endpoint(args) as endpoint:
             print(f"Benchmark of {endpoint.source}", file=sys.stderr)
             return asyncio.run(_bench(endpoint, args))
     except EndpointSetupError as error:
-        return _fail(str(error))
+        return setup_failure("bench", args, error)
     except KeyboardInterrupt:
-        return _fail("Interrupted.", code=130)
+        return report("bench", _stack(args), "interrupted.", EXIT_INTERRUPTED)
 
 
 async def _bench(endpoint: Endpoint, args: argparse.Namespace) -> int:
@@ -151,10 +199,15 @@ async def _bench(endpoint: Endpoint, args: argparse.Namespace) -> int:
         async with new_client(endpoint, timeout=30.0) as client:
             models = await list_models(client, endpoint)
     except EndpointError as error:
-        return _fail(str(error))
+        return report("bench", _stack(args), str(error), EXIT_FAILED)
     if args.model is not None and args.model not in models:
-        return _fail(f"The endpoint does not serve {args.model!r}; it serves {', '.join(models)}.")
-    settings = BenchSettings(
+        return report(
+            "bench",
+            _stack(args),
+            f"The endpoint does not serve {args.model!r}; it serves {', '.join(models)}.",
+            EXIT_FAILED,
+        )
+    settings = bench.BenchSettings(
         model=args.model or models[0],
         concurrency_levels=args.concurrency,
         prompt_tokens=args.prompt_tokens,
@@ -174,29 +227,33 @@ async def _bench(endpoint: Endpoint, args: argparse.Namespace) -> int:
     )
     aborted: str | None = None
     try:
-        levels = await run_benchmark(endpoint, settings, progress=lambda line: print(line, file=sys.stderr))
-    except BenchmarkAborted as error:
+        levels = await bench.run_benchmark(
+            endpoint, settings, progress=lambda line: print(line, file=sys.stderr)
+        )
+    except bench.BenchmarkAborted as error:
         aborted, levels = str(error), error.levels
     if levels:
-        print(format_table(levels))
-    errors = format_errors(levels)
+        print(bench.format_table(levels))
+    errors = bench.format_errors(levels)
     if errors:
         print(f"\nErrors:\n{errors}")
     if args.json is not None:
         try:
-            args.json.write_text(json.dumps(report(endpoint, settings, levels), indent=2) + "\n")
+            args.json.write_text(json.dumps(bench.report(endpoint, settings, levels), indent=2) + "\n")
         except OSError as error:
-            return _fail(f"Could not write {args.json}: {error.strerror}.")
+            return report(
+                "bench", _stack(args), f"Could not write {args.json}: {error.strerror}.", EXIT_FAILED
+            )
     if aborted is not None:
-        return _fail(f"The benchmark stopped. {aborted}")
+        return report("bench", _stack(args), f"The benchmark stopped. {aborted}", EXIT_FAILED)
     if any(level.completed == 0 for level in levels):
-        return _fail("No request succeeded at some concurrency level; see the errors above.")
+        return report(
+            "bench",
+            _stack(args),
+            "No request succeeded at some concurrency level; see the errors above.",
+            EXIT_FAILED,
+        )
     return 0
-
-
-def _fail(message: str, code: int = 1) -> int:
-    print(message, file=sys.stderr)
-    return code
 
 
 def _concurrency_levels(text: str) -> tuple[int, ...]:

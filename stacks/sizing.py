@@ -127,6 +127,7 @@ def plan_serving(
     kv_tokens = kv_cache_tokens(model, instance, utilization, tp)
     per_node = instance.gpu_count // tp
     nodes = math.ceil(replicas / per_node)
+    notes += idle_gpu_notes(instance, tp, replicas, nodes)
     required = (weights_bytes(model) + OVERHEAD_BYTES_PER_GPU * tp + kv_bytes_per_token(model) * context) / tp
     return ServingPlan(
         model_id=model.id,
@@ -151,6 +152,31 @@ def plan_serving(
         concurrent_sequences=kv_tokens // context,
         notes=tuple(notes),
     )
+
+
+def idle_gpu_notes(instance: GpuInstance, tp: int, replicas: int, nodes: int) -> list[str]:
+    """A warning when the nodes the replicas need have GPUs no replica uses: paid for, idle."""
+    idle = nodes * instance.gpu_count - replicas * tp
+    if replicas == 0 or idle == 0:
+        return []
+    full = nodes * (instance.gpu_count // tp)
+    smaller = sorted(
+        (
+            other
+            for other in GPU_INSTANCES.values()
+            if other.gpu_model == instance.gpu_model and tp <= other.gpu_count < instance.gpu_count
+        ),
+        key=lambda other: other.usd_per_hour,
+    )
+    instead = (
+        f", or {smaller[0].name} (${smaller[0].usd_per_hour:.2f}/h), the same GPU in a smaller node"
+        if smaller
+        else ""
+    )
+    return [
+        f"{idle} of the {nodes * instance.gpu_count} GPUs on {nodes} x {instance.name} are paid for and idle: "
+        f"llm:replicas {full} would use them all{instead}"
+    ]
 
 
 def cheapest_fitting(model: ModelSpec, utilization: float, context: int, count: int = 3) -> list[str]:

@@ -32,15 +32,13 @@ from pulumi.automation.errors import (
 
 from selfhost.automation.summary import engine_event_json, failure_markdown, preview_markdown, strip_ansi
 from selfhost.clients import smoke
-from selfhost.plan.runner import PROJECT_DIR, SECRET
+from selfhost.plan.runner import PROJECT_DIR, SECRET, stack_config
+from selfhost.prerequisites import EXIT_FAILED, missing_tool, report
+from stacks.config import ConfigError, load_config
 
 SMOKE_RETRY_SECONDS = 30
 ERROR_LINE = re.compile(r"\berror: (.+)")
 DEFAULT_SERVE_TIMEOUT_SECONDS = 1800
-NO_PULUMI_CLI = (
-    "the Pulumi CLI is not on PATH: install it (curl -fsSL https://get.pulumi.com | sh, or brew install pulumi) "
-    "and run the command again; `selfhost plan` works without it."
-)
 
 # Text the engine or the AWS provider prints, and the one sentence that tells the user what to do.
 # Credentials: pulumi-aws "No valid credential sources found" (pulumi-aws#3310), the Terraform-era
@@ -74,14 +72,14 @@ FAILURE_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
-class StackFileMissing(Exception):
-    """`preview` or `up` of a stack that has no Pulumi.STACK.yaml (a typo would create a stack by mistake)."""
-
-
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stack", nargs="?", default="dev", help="stack name (Pulumi.STACK.yaml), default dev")
     parser.add_argument(
-        "--json", action="store_true", help="machine output on stdout (engine events as JSON lines)"
+        "--json",
+        action="store_true",
+        help="print the outputs as one JSON object"
+        if name == "outputs"
+        else "machine output on stdout (engine events as JSON lines)",
     )
     if name != "outputs":
         parser.add_argument("--diff", action="store_true", help="show the property-level diff of each change")
@@ -116,21 +114,24 @@ def _guarded(
     """Run `operation` with the checks every command shares, turning engine failures into one sentence."""
 
     def run(args: argparse.Namespace) -> int:
-        prefix = f"selfhost {name} {args.stack}"
+        # What can be checked offline comes first: a stack file (a typo would create a new stack) and, for
+        # the commands that run the program, a valid config; then the CLI.
+        if name in ("preview", "up"):
+            problem = offline_problem(args.stack)
+            if problem is not None:
+                return report(name, args.stack, problem)
         if shutil.which("pulumi") is None:
-            print(f"{prefix}: {NO_PULUMI_CLI}", file=sys.stderr)
-            return 2
+            return report(
+                name,
+                args.stack,
+                missing_tool("pulumi", f"to {name} a stack", "use `selfhost plan`, which does not"),
+            )
         try:
             return operation(args)
         except CommandError as error:
-            print(f"{prefix}: {explain_failure(error, args.stack, name)}", file=sys.stderr)
-            return 1
+            return report(name, args.stack, explain_failure(error, args.stack, name), EXIT_FAILED)
         except InvalidVersionError as error:
-            print(f"{prefix}: {error} Install a newer Pulumi CLI and run the command again.", file=sys.stderr)
-            return 2
-        except StackFileMissing as error:
-            print(f"{prefix}: {error}", file=sys.stderr)
-            return 2
+            return report(name, args.stack, f"{error} Install a newer Pulumi CLI and run the command again.")
 
     return run
 
@@ -171,16 +172,34 @@ def secrets_provider(stack_file: Path) -> str | None:
     return provider if isinstance(provider, str) and provider else None
 
 
-def open_stack(stack: str, create: bool) -> auto.Stack:
-    """Select the stack (or create it, for preview and up) on the project directory's workspace."""
+def stack_file(stack: str) -> Path:
     # A Pulumi Cloud stack may be named ORG/PROJECT/STACK; its file is named after the last part.
-    stack_file = PROJECT_DIR / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
-    if create and not stack_file.is_file():
-        raise StackFileMissing(
-            f"there is no {stack_file.name} in {PROJECT_DIR}: copy Pulumi.dev.yaml to it (or pick dev or prod) "
+    return PROJECT_DIR / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
+
+
+def offline_problem(stack: str) -> str | None:
+    """What is wrong with the stack before Pulumi is involved: a missing stack file (a typo would create a
+    stack by mistake) or a config the program would refuse. None when both are fine."""
+    path = stack_file(stack)
+    if not path.is_file():
+        return (
+            f"there is no {path.name} in {PROJECT_DIR}: copy Pulumi.dev.yaml to it (or pick dev or prod) "
             "and run the command again."
         )
-    options = auto.LocalWorkspaceOptions(secrets_provider=secrets_provider(stack_file))
+    raw, secret_keys = stack_config(stack.rsplit("/", 1)[-1], PROJECT_DIR)
+    try:
+        load_config(raw, stack.rsplit("/", 1)[-1], secret_keys=secret_keys, secrets_readable=False)
+    except ConfigError as error:
+        return (
+            f"the stack's config has {len(error.errors)} error(s); nothing was sent to Pulumi:\n"
+            + "\n".join(f"  - {message}" for message in error.errors)
+        )
+    return None
+
+
+def open_stack(stack: str, create: bool) -> auto.Stack:
+    """Select the stack (or create it, for preview and up) on the project directory's workspace."""
+    options = auto.LocalWorkspaceOptions(secrets_provider=secrets_provider(stack_file(stack)))
     if create:
         return auto.create_or_select_stack(stack, work_dir=str(PROJECT_DIR), opts=options)
     return auto.select_stack(stack, work_dir=str(PROJECT_DIR), opts=options)

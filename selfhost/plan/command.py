@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from selfhost.plan.diff import PlanDiffError, diff_markdown, diff_plans, read_plan
-from selfhost.plan.report import build_report, report_markdown
+from selfhost.plan.report import build_report, placement, report_markdown
 from selfhost.plan.runner import PROJECT_DIR, PlanResult, RecordedResource, plan_stack
 from stacks.config import ConfigError
 
@@ -138,11 +138,16 @@ def summary(report: dict[str, Any], out: Path) -> str:
         f"  {'TYPE'.ljust(width)}  COUNT",
         *(f"  {t.ljust(width)}  {n:>5}" for t, n in report["resources"]["by_type"].items()),
         "",
-        f"  Model    {report['model']} on {sizing['replicas']} x {report['instance_type']}: "
-        f"TP {sizing['tensor_parallel_size']}, max_model_len {sizing['max_model_len']}, "
+        f"  Model    {report['model']}: {placement(sizing, report['instance_type'])}",
+        f"  Sizing   TP {sizing['tensor_parallel_size']}, max_model_len {sizing['max_model_len']}, "
         f"KV cache {sizing['kv_cache_tokens']} tokens, "
         f"{sizing['gpu_memory_gib_required']} of {sizing['gpu_memory_gib_available']} GiB per GPU",
         f"  Cost     ${cost['total_usd_per_hour']:.2f}/h (about ${cost['total_usd_per_month']:,.0f}/month)",
         *(f"  Warning  {warning}" for warning in report["warnings"]),
+        "",
+        "Next, to deploy it (README.md#deploy-to-aws):",
+        "  1. install the Pulumi CLI and the AWS CLI v2, sign in to AWS and log in to a state backend (pulumi login)",
+        f"  2. uv run selfhost preview {report['stack']}",
+        f"  3. uv run selfhost up {report['stack']}",
     ]
     return "\n".join(lines)

@@ -57,6 +57,15 @@ def spot_note() -> str:
     )
 
 
+def placement(sizing: dict[str, Any], instance_type: str) -> str:
+    """Replicas, nodes and replicas per node, said apart: 4 replicas of one 4-GPU node are one node."""
+    nodes = sizing["nodes"]
+    return (
+        f"{sizing['replicas']} replica(s) on {nodes} x {instance_type} node(s), "
+        f"{sizing['replicas_per_node']} replica(s) per node"
+    )
+
+
 def _quota_name(need: dict[str, Any]) -> str:
     return f"{need['quota']} (`{need['code']}`)" if need["code"] else need["quota"]
 
@@ -67,7 +76,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Plan for stack `{report['stack']}`",
         "",
-        f"{report['model']} on {sizing['replicas']} replica(s) of {report['instance_type']} in {report['region']}.",
+        f"{report['model']}: {placement(sizing, report['instance_type'])}, in {report['region']}.",
         "",
         "## Sizing",
         "",

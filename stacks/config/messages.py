@@ -88,8 +88,8 @@ def _expected(detail: Mapping[str, Any], field: FieldInfo | None) -> str:
     if kind == "literal_error":
         return f"expected one of {context['expected']}"
     if kind in ("list_type", "tuple_type", "too_short"):
-        default = field.default if field is not None else None
-        example = json.dumps(list(default)) if isinstance(default, tuple) and default else '["a", "b"]'
+        examples = (field.examples if field is not None else None) or [["a", "b"]]
+        example = json.dumps(examples[0])
         return f"expected a list, e.g. {example}" + (
             ", with at least one item" if kind == "too_short" else ""
         )

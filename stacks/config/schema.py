@@ -176,6 +176,7 @@ class LlmSettings(Namespace):
     )
     capacity_types: Annotated[tuple[Literal["spot", "on-demand"], ...], BeforeValidator(_json_list)] = Field(
         ("spot", "on-demand"),
+        examples=[["spot", "on-demand"]],
         min_length=1,
         description="EC2 capacity types for GPU nodes: spot and/or on-demand.",
     )
@@ -186,7 +187,9 @@ class LlmSettings(Namespace):
         description="vLLM OpenAI server image, pinned by tag or, better, by digest (repo:tag@sha256:...).",
     )
     extra_engine_args: StringList = Field(
-        (), description='Extra vLLM engine arguments, e.g. ["--enforce-eager"].'
+        (),
+        examples=[["--enforce-eager"]],
+        description='Extra vLLM engine arguments, e.g. ["--enforce-eager"].',
     )
     max_gpus: int | None = Field(
         None,
@@ -202,6 +205,7 @@ class LlmSettings(Namespace):
     )
     client_namespaces: StringList = Field(
         (),
+        examples=[["apps"]],
         description="Namespaces whose pods may call the endpoint inside the cluster; the model server's "
         "NetworkPolicy admits them (and Prometheus) only.",
     )
@@ -348,6 +352,7 @@ class ClusterSettings(Namespace):
     )
     public_access_cidrs: StringList = Field(
         ("0.0.0.0/0",),
+        examples=[["203.0.113.0/24"]],
         description="CIDRs allowed to reach the public API endpoint; [] makes the endpoint private only.",
     )
     public_access_open_to_internet: bool = Field(
@@ -356,7 +361,9 @@ class ClusterSettings(Namespace):
         "still authenticates every call).",
     )
     admin_role_arns: StringList = Field(
-        (), description="IAM role ARNs given cluster-admin through EKS access entries."
+        (),
+        examples=[["arn:aws:iam::123456789012:role/admin"]],
+        description="IAM role ARNs given cluster-admin through EKS access entries.",
     )
     node_ami_alias: str = Field(
         "al2023@latest",

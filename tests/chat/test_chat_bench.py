@@ -303,3 +303,22 @@ def test_cli_stops_when_the_server_fails_every_request(
     assert (
         "The warm-up request failed: The model server failed on this request (500" in capsys.readouterr().err
     )
+
+
+def test_a_running_level_reports_its_progress(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every PROGRESS_SECONDS a level says how far it is; shortened here so a short level reports a few times.
+    monkeypatch.setattr("chat.bench.PROGRESS_SECONDS", 0.05)
+    lines: list[str] = []
+    # A level of 0.5 s: it runs for ten progress periods whatever the fake server's pace.
+    settings = BenchSettings(
+        model="fake-model", concurrency_levels=(2,), prompt_tokens=64, output_tokens=20, duration=0.5
+    )
+    asyncio.run(run_benchmark(fake_server.endpoint(), settings, progress=lines.append))
+    assert lines[0] == "concurrency 2: 0.5 s"
+    within = [line for line in lines[1:] if line.startswith("  concurrency 2: ")]
+    assert len(within) >= 3, lines
+    assert all(
+        " of 0.5 s, " in line and " answered, " in line and line.endswith(" failed") for line in within
+    )

@@ -47,7 +47,18 @@ def test_smoke_fails_on_a_wrong_key(fake_server: FakeServer, capsys: pytest.Capt
     # vLLM keeps /health public, so only the API calls see the key.
     assert re.search(r"PASS\s+health", out), out
     assert re.search(r"FAIL\s+models.*refused the API key \(401 Unauthorized\)", out), out
+    # The chat check has no model to ask; it says so instead of blaming an empty model list.
+    assert re.search(r"SKIP\s+chat completion\s+no model to ask: see the models check", out), out
+    assert "listed none" not in out
     assert "1 of 3 checks passed." in out
+
+
+def test_a_wrong_key_with_a_model_named_fails_the_chat_check_with_the_401(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert smoke("--base-url", fake_server.base_url, "--api-key", "wrong", "--model", "any") == 1
+    out = capsys.readouterr().out
+    assert re.search(r"FAIL\s+chat completion.*refused the API key \(401 Unauthorized\)", out), out
 
 
 def test_smoke_fails_while_the_model_loads(
@@ -140,7 +151,7 @@ def test_smoke_says_when_the_port_forward_fails(
     assert smoke() == 1
 
     assert capsys.readouterr().err.strip() == (
-        "kubectl port-forward to svc/vllm in namespace llm failed: "
+        "selfhost smoke dev: kubectl port-forward to svc/vllm in namespace llm failed: "
         'Error from server (NotFound): services "vllm" not found'
     )
 
@@ -155,7 +166,7 @@ def test_smoke_says_when_pulumi_cannot_read_the_stack(
     assert smoke("dev") == 1
 
     assert capsys.readouterr().err.strip() == (
-        "Pulumi could not read the outputs of stack 'dev': error: no stack named 'dev' found"
+        "selfhost smoke dev: Pulumi could not read the outputs of stack 'dev': error: no stack named 'dev' found"
     )
 
 
@@ -166,9 +177,11 @@ def test_every_command_says_when_pulumi_is_missing(
     _install_fake_clis(tmp_path / "bin", pulumi_script=None)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
 
-    assert main([command]) == 1
+    # Found before anything ran: the same sentence and exit code as the Automation API commands.
+    assert main([command]) == 2
 
     assert capsys.readouterr().err.strip() == (
-        f"selfhost {command} needs the pulumi CLI to read stack outputs; "
-        "install it or pass --base-url and --api-key"
+        f"selfhost {command} dev: the Pulumi CLI is not on PATH and is needed to read the stack's outputs: "
+        "install it (curl -fsSL https://get.pulumi.com | sh, or brew install pulumi) and run the command again, "
+        "or pass --base-url and --api-key."
     )

@@ -142,7 +142,7 @@ def test_service_target_from_stack_outputs() -> None:
     assert service_target(outputs, "dev") == ServiceTarget("llm", "vllm", 8000)
     assert service_target({"endpoint_service": "llm/vllm"}, "dev").port == 8000
     for broken in ({}, {"endpoint_service": "vllm"}, {"endpoint_service": "llm/"}):
-        with pytest.raises(EndpointSetupError, match="has no endpoint_service output"):
+        with pytest.raises(EndpointSetupError, match="has no endpoint yet"):
             service_target(broken, "dev")
     with pytest.raises(EndpointSetupError, match="endpoint_port output that is no port"):
         service_target({"endpoint_service": "llm/vllm", "endpoint_port": "http"}, "dev")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,4 +65,27 @@ def test_chat_without_its_extra_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)
     monkeypatch.delitem(sys.modules, "chat.app", raising=False)
     assert main(["chat", "--base-url", "http://127.0.0.1:9"]) == 2
-    assert capsys.readouterr().err.strip() == clients.CHAT_EXTRA_MISSING
+    assert capsys.readouterr().err.strip() == f"selfhost chat: {clients.CHAT_EXTRA_MISSING}"
+
+
+def test_chat_says_a_taken_port_is_taken_before_printing_a_url(capsys):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["chat", "--base-url", "http://127.0.0.1:9", "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert (
+        captured.err.strip()
+        == f"selfhost chat: 127.0.0.1:{port} is taken (or needs privileges): pass a free --port."
+    )
+    assert "http://" not in captured.out
+
+
+def test_help_says_what_chat_and_outputs_do(capsys):
+    for command in ("chat", "outputs"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "print its URL" in out and "browser" not in out
+    assert "print the outputs as one JSON object" in out

@@ -382,3 +382,18 @@ def test_the_image_may_be_pinned_by_digest():
     )
     # A registry port is not a tag.
     assert errors_of({"llm:vllmImage": "registry.example:5000/vllm-openai"})[0].startswith("llm:vllmImage")
+
+
+def test_a_list_key_given_one_value_shows_the_keys_own_example():
+    errors = errors_of(
+        {
+            "llm:capacityTypes": "spot",
+            "llm:extraEngineArgs": "--enforce-eager",
+            "cluster:publicAccessCidrs": "10.0.0.0/8",
+        }
+    )
+    assert errors == [
+        """llm:capacityTypes: 'spot' is not valid; expected a list, e.g. ["spot", "on-demand"]""",
+        """llm:extraEngineArgs: '--enforce-eager' is not valid; expected a list, e.g. ["--enforce-eager"]""",
+        """cluster:publicAccessCidrs: '10.0.0.0/8' is not valid; expected a list, e.g. ["203.0.113.0/24"]""",
+    ]

@@ -7,6 +7,7 @@ L40S: 45,776 MiB = 47,999,614,976 B; x 0.9 = 43,199,653,478.4 B.   A100 40GB: 40
 
 import pytest
 
+from selfhost.plan.command import summary, write_plan
 from stacks.catalogs.instances import GPU_INSTANCES
 from stacks.catalogs.models import MODELS
 from stacks.sizing import SizingError, plan_serving
@@ -118,3 +119,34 @@ def test_tensor_parallel_size_divides_the_heads():
 def test_zero_replicas_park_the_model():
     plan = plan_serving(MISTRAL, GPU_INSTANCES["g6.xlarge"], 0.9, None, 0)
     assert (plan.nodes, plan.gpus_total, plan.gpu_limit) == (0, 0, 0)
+
+
+def test_one_replica_on_a_four_gpu_node_says_three_gpus_are_idle():
+    # g6.12xlarge: 4 L4s at $4.6016/h. Mistral-7B needs TP 1, so one replica leaves 3 GPUs paid for and idle;
+    # 4 replicas would use them all; g6.xlarge ($0.8048/h) has the same L4 alone and is the cheapest smaller one.
+    plan = plan_serving(MISTRAL, GPU_INSTANCES["g6.12xlarge"], 0.9, None, replicas=1)
+    assert plan.nodes == 1 and plan.replicas_per_node == 4
+    assert plan.notes == (
+        "3 of the 4 GPUs on 1 x g6.12xlarge are paid for and idle: llm:replicas 4 would use them all, "
+        "or g6.xlarge ($0.80/h), the same GPU in a smaller node",
+    )
+    # Four replicas fill the one node: nothing idle, nothing said.
+    assert plan_serving(MISTRAL, GPU_INSTANCES["g6.12xlarge"], 0.9, None, replicas=4).notes == ()
+    # Five need a second node, of which three GPUs are idle: 8 replicas would fill both.
+    five = plan_serving(MISTRAL, GPU_INSTANCES["g6.12xlarge"], 0.9, None, replicas=5)
+    assert five.nodes == 2
+    assert five.notes[0].startswith(
+        "3 of the 8 GPUs on 2 x g6.12xlarge are paid for and idle: llm:replicas 8"
+    )
+
+
+def test_the_summary_tells_nodes_from_replicas(plan_with, capsys, tmp_path):
+    plan = plan_with(
+        {"llm:instanceType": "g6.12xlarge", "llm:replicas": 4, "llm:capacityTypes": '["on-demand"]'}
+    )
+    report = write_plan(plan, tmp_path)
+    line = summary(report, tmp_path).splitlines()
+    [model_line] = [text for text in line if text.strip().startswith("Model")]
+    # One node at $4.6016/h runs the four replicas; "4 x g6.12xlarge" would read as four nodes.
+    assert model_line.endswith("4 replica(s) on 1 x g6.12xlarge node(s), 4 replica(s) per node")
+    assert "4 replica(s) on 1 x g6.12xlarge node(s)" in (tmp_path / "report.md").read_text()

@@ -79,7 +79,9 @@ def test_without_the_pulumi_cli_every_command_says_to_install_it(command, tmp_pa
     monkeypatch.setenv("PATH", str(tmp_path))
     assert main(_command_line(command)) == 2
     captured = capsys.readouterr()
-    assert "the Pulumi CLI is not on PATH: install it" in captured.err
+    assert captured.err.startswith(
+        f"selfhost {command} dev: the Pulumi CLI is not on PATH and is needed to {command} a stack: install it"
+    )
     assert "Traceback" not in captured.err + captured.out
     assert captured.err.count("\n") == 1
 
@@ -215,3 +217,28 @@ def test_engine_events_are_collected_for_a_preview_summary_and_for_json_output()
     assert plain.engine_options(diff=False, events=True)["on_event"] == plain.event
     assert machine.engine_options(diff=True)["on_event"] == machine.event
     assert machine.engine_options(diff=True)["diff"] is True
+
+
+@pytest.mark.parametrize("command", ["preview", "up"])
+def test_a_missing_stack_file_is_found_before_the_missing_cli(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main([command, "nosuchstack"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"selfhost {command} nosuchstack: there is no Pulumi.nosuchstack.yaml")
+    assert "Pulumi CLI" not in err
+
+
+@pytest.mark.parametrize("command", ["preview", "up"])
+def test_a_bad_config_is_found_before_the_missing_cli(command, tmp_path, monkeypatch, capsys):
+    # Checked offline, as `selfhost plan` would: no CLI, no backend, no credentials needed to learn of a typo.
+    (tmp_path / "Pulumi.yaml").write_text((automation_command.PROJECT_DIR / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  llm:instanceTyp: g6.12xlarge\n")
+    monkeypatch.setattr(automation_command, "PROJECT_DIR", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main([command, "dev"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"selfhost {command} dev: the stack's config has 1 error(s); nothing was sent to Pulumi"
+    )
+    assert "llm:instanceTyp: unknown key (did you mean llm:instanceType?)" in err
+    assert "Pulumi CLI" not in err
