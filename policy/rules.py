@@ -8,6 +8,13 @@ are `collections.abc.Mapping`/`Sequence` but not `dict`/`list`, and that raise w
 unknown during a preview; so rules test for the abstract types and, where a value may be an output of
 another resource (an ARN), only check that the property is present.
 
+Rules judge what the engine shows them. A remote component (pulumi-eks's `eks:index:Cluster`, Helm v4's
+`Chart`) reaches the policy pack as its provider registers it inside Construct: pulumi-eks's bundled Node SDK
+(@pulumi/pulumi 3.173, nodejs/eks/yarn.lock) sends it with no properties at all, and the program-side
+registration with its inputs never passes the engine's step generator (pulumi/pulumi source_eval.go). So no
+rule reads a remote component's inputs; they judge its children (`aws:eks/cluster:Cluster`, the rendered
+Kubernetes objects) instead.
+
 This module depends on the standard library only: it is loaded both as `policy.rules` (tests) and as
 `rules` from the pack's own directory (the Pulumi policy runtime puts that directory on sys.path).
 """
@@ -27,9 +34,9 @@ NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 EC2_NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 SERVICE = "kubernetes:core/v1:Service"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
-HELM_CHART = "kubernetes:helm.sh/v4:Chart"
-EKS_COMPONENT = "eks:index:Cluster"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
+# Remote components: the engine shows them without properties (see the module docstring).
+REMOTE_COMPONENTS = frozenset({"eks:index:Cluster", "kubernetes:helm.sh/v4:Chart"})
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 EC2_INSTANCE = "aws:ec2/instance:Instance"
 
@@ -346,21 +353,21 @@ def imdsv2_violations(resource_type: str, props: Props) -> list[str]:
 
 
 def eks_secrets_encryption_violations(resource_type: str, props: Props) -> list[str]:
-    if resource_type == EKS_COMPONENT:
-        if "encryptionConfigKeyArn" in _keys(props):
-            return []
-        return [
-            "EKS cluster has no encryptionConfigKeyArn: give it a customer managed KMS key for Secrets "
-            "envelope encryption, so that the key policy, rotation and CloudTrail record stay yours"
-        ]
-    if resource_type == EKS_CLUSTER:
-        config = _mapping(_get(props, "encryptionConfig"))
-        resources = [str(item) for item in _items(config.get("resources"))]
-        provider = _mapping(config.get("provider"))
-        if "secrets" in resources and "keyArn" in _keys(provider):
-            return []
-        return ["EKS cluster has no encryptionConfig with resources ['secrets'] and a provider.keyArn"]
-    return []
+    """The EKS cluster itself (pulumi-eks's `<name>-eksCluster` child, or one created directly): on the first
+    preview its encryptionConfig is unknown until the KMS key exists, which the policy SDK reports as a
+    policy it cannot run yet rather than as a violation."""
+    if resource_type != EKS_CLUSTER:
+        return []
+    config = _mapping(_get(props, "encryptionConfig"))
+    resources = [str(item) for item in _items(config.get("resources"))]
+    provider = _mapping(config.get("provider"))
+    if "secrets" in resources and "keyArn" in _keys(provider):
+        return []
+    return [
+        "EKS cluster has no encryptionConfig with resources ['secrets'] and a provider.keyArn: give it a "
+        "customer managed KMS key for Secrets envelope encryption, so that the key policy, rotation and "
+        "CloudTrail record stay yours"
+    ]
 
 
 # 6. Images and charts pinned.
@@ -382,7 +389,7 @@ def image_pin_problem(image: str) -> str | None:
 
 
 def pinned_image_violations(resource_type: str, props: Props) -> list[str]:
-    if resource_type in (HELM_RELEASE, HELM_CHART):
+    if resource_type == HELM_RELEASE:
         return _chart_version_violations(props)
     violations = []
     for container in containers(resource_type, props):

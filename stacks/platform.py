@@ -9,11 +9,14 @@ from pydantic import SecretStr
 
 from components.cluster.component import Cluster, ClusterArgs
 from components.cluster.kubeconfig import update_kubeconfig_command
+from components.cluster.preview_access import PreviewAccess, PreviewAccessArgs
 from components.gpu.component import GpuSupport, GpuSupportArgs
+from components.gpu.values import GPU_NAMESPACE
 from components.karpenter.component import Karpenter, KarpenterArgs
 from components.karpenter.nodes import NodeSettings, gpu_instance_types
 from components.karpenter.values import NAMESPACE as KARPENTER_NAMESPACE
 from components.monitoring.component import Monitoring, MonitoringArgs
+from components.monitoring.values import MONITORING_NAMESPACE
 from components.network.component import Network, NetworkArgs
 from components.serving.component import ModelServer, ModelServerArgs, require_model_access
 from components.serving.manifests import ServingSettings, serving_settings
@@ -121,6 +124,15 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
             monitoring_depends_on=[monitoring.release],
         ),
     )
+    if config.cluster.preview_role_arns:
+        PreviewAccess(
+            "preview-access",
+            PreviewAccessArgs(
+                provider=cluster.provider,
+                namespaces=(KARPENTER_NAMESPACE, MONITORING_NAMESPACE, GPU_NAMESPACE),
+                depends_on=[karpenter, monitoring, gpu],
+            ),
+        )
     return {
         "region": config.region,
         "cluster_name": cluster.name,

@@ -22,21 +22,42 @@ LOG_RETENTION_DAYS = 30
 COREDNS_LABELS = {"k8s-app": "kube-dns"}
 
 
-def admin_access_entries(role_arns: Sequence[str]) -> dict[str, eks.AccessEntryArgsDict]:
-    """Cluster-admin access entries, keyed by account and role name so that reordering changes nothing."""
+# The Kubernetes group preview roles are mapped to; preview_access.py binds it to what previews read.
+PREVIEW_GROUP = "selfhost:preview"
+
+
+def _access_policy(arn: str, policy: str) -> eks.AccessPolicyAssociationArgsDict:
+    return {
+        "policy_arn": f"arn:{arn_partition(arn)}:eks::aws:cluster-access-policy/{policy}",
+        "access_scope": {"type": "cluster"},
+    }
+
+
+def access_entries(
+    admin_role_arns: Sequence[str], preview_role_arns: Sequence[str]
+) -> dict[str, eks.AccessEntryArgsDict]:
+    """EKS access entries, keyed by account and role name so that reordering changes nothing.
+
+    Admins get the cluster-admin equivalent, AmazonEKSClusterAdminPolicy. Preview roles (CI previews on pull
+    requests) get AmazonEKSViewPolicy, which reads every object but Secrets, and the PREVIEW_GROUP group, which
+    preview_access.py lets read the Helm release Secrets a preview of a release needs (EKS user guide, "Review
+    access policy permissions").
+    """
     entries: dict[str, eks.AccessEntryArgsDict] = {}
-    for arn in role_arns:
+    for arn in admin_role_arns:
         account, role = arn.split(":")[4], arn.rsplit("/", 1)[-1]
         entries[f"admin-{account}-{role}"] = {
             "principal_arn": arn,
             "type": eks.AccessEntryType.STANDARD,
-            "access_policies": {
-                # EKS user guide, "Review access policy permissions": the cluster-admin equivalent.
-                "cluster-admin": {
-                    "policy_arn": f"arn:{arn_partition(arn)}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
-                    "access_scope": {"type": "cluster"},
-                }
-            },
+            "access_policies": {"cluster-admin": _access_policy(arn, "AmazonEKSClusterAdminPolicy")},
+        }
+    for arn in preview_role_arns:
+        account, role = arn.split(":")[4], arn.rsplit("/", 1)[-1]
+        entries[f"preview-{account}-{role}"] = {
+            "principal_arn": arn,
+            "type": eks.AccessEntryType.STANDARD,
+            "kubernetes_groups": [PREVIEW_GROUP],
+            "access_policies": {"view": _access_policy(arn, "AmazonEKSViewPolicy")},
         }
     return entries
 

@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from components.cluster.access import (
     CONTROL_PLANE_LOG_TYPES,
     LOG_RETENTION_DAYS,
-    admin_access_entries,
+    access_entries,
     endpoint_access,
     fargate_selectors,
     pod_execution_trust_policy,
@@ -159,7 +159,7 @@ class Cluster(pulumi.ComponentResource):
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=settings.support_type),
             # Unset means the deprecated aws-auth ConfigMap; access entries need API.
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries=admin_access_entries(settings.admin_role_arns),
+            access_entries=access_entries(settings.admin_role_arns, settings.preview_role_arns),
             vpc_id=args.vpc_id,
             # Control-plane network interfaces go into private subnets only; load balancers find the public
             # subnets by their role tag, not through the cluster.

@@ -17,7 +17,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,7 +30,14 @@ from pulumi.automation.errors import (
     StackNotFoundError,
 )
 
-from selfhost.automation.summary import engine_event_json, failure_markdown, preview_markdown, strip_ansi
+from selfhost.automation.summary import (
+    engine_event_json,
+    failure_markdown,
+    not_deployed_markdown,
+    policy_violations,
+    preview_markdown,
+    strip_ansi,
+)
 from selfhost.clients import smoke
 from selfhost.plan.runner import PROJECT_DIR, SECRET, stack_config
 from selfhost.prerequisites import EXIT_FAILED, missing_tool, report
@@ -43,6 +50,13 @@ DEFAULT_SERVE_TIMEOUT_SECONDS = 1800
 # Text the engine or the AWS provider prints, and the one sentence that tells the user what to do.
 # Credentials: pulumi-aws "No valid credential sources found" (pulumi-aws#3310), the Terraform-era
 # "no valid credential sources for Terraform AWS Provider found" / "NoCredentialProviders".
+NO_SUMMARY = (
+    "the Pulumi CLI ended without reporting a summary (it may have crashed or been stopped): run "
+    "`pulumi preview` in the project directory to see its own output."
+)
+# The project's policy pack, enforced on every preview and update (policy/PulumiPolicy.yaml).
+POLICY_PACK = PROJECT_DIR / "policy"
+
 FAILURE_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("no valid credential sources", "nocredentialproviders", "failed to refresh cached credentials"),
@@ -90,6 +104,11 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
             metavar="FILE",
             help="Markdown summary file, default build/preview-STACK.md",
         )
+        parser.add_argument(
+            "--existing-only",
+            action="store_true",
+            help="preview only a stack that exists (CI): report a missing one as not deployed yet, never create it",
+        )
     if name == "up":
         parser.add_argument(
             "--skip-smoke", action="store_true", help="do not wait for the model nor smoke-test"
@@ -132,12 +151,24 @@ def _guarded(
             return report(name, args.stack, explain_failure(error, args.stack, name), EXIT_FAILED)
         except InvalidVersionError as error:
             return report(name, args.stack, f"{error} Install a newer Pulumi CLI and run the command again.")
+        except RuntimeError as error:
+            # The Automation API's own check after a preview: the CLI exited without its summary event.
+            if "summary event never found" not in str(error):
+                raise
+            return report(name, args.stack, NO_SUMMARY, EXIT_FAILED)
 
     return run
 
 
-def explain_failure(error: CommandError, stack: str, operation: str) -> str:
-    """One sentence on what to do after the engine failed, from the error's type and its output."""
+def explain_failure(
+    error: CommandError, stack: str, operation: str, events: Iterable[Mapping[str, Any]] = ()
+) -> str:
+    """One sentence on what to do after the engine failed, from the error's type, its output and the
+    operation's engine events (a mandatory policy violation is named with its rule and resource)."""
+    stopped_by = [violation for violation in policy_violations(events) if violation.mandatory]
+    if stopped_by:
+        more = f" (and {len(stopped_by) - 1} more: see the summary)" if len(stopped_by) > 1 else ""
+        return f"the policy pack stopped the {operation}: {stopped_by[0].sentence()}{more}"
     if isinstance(error, ConcurrentUpdateError):
         return (
             f"Stack {stack} is locked by another update: wait for it to finish, or if that run died, release "
@@ -172,9 +203,13 @@ def secrets_provider(stack_file: Path) -> str | None:
     return provider if isinstance(provider, str) and provider else None
 
 
+def short_name(stack: str) -> str:
+    """The stack's own name: a Pulumi Cloud stack may be named ORG/PROJECT/STACK."""
+    return stack.rsplit("/", 1)[-1]
+
+
 def stack_file(stack: str) -> Path:
-    # A Pulumi Cloud stack may be named ORG/PROJECT/STACK; its file is named after the last part.
-    return PROJECT_DIR / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
+    return PROJECT_DIR / f"Pulumi.{short_name(stack)}.yaml"
 
 
 def offline_problem(stack: str) -> str | None:
@@ -186,9 +221,9 @@ def offline_problem(stack: str) -> str | None:
             f"there is no {path.name} in {PROJECT_DIR}: copy Pulumi.dev.yaml to it (or pick dev or prod) "
             "and run the command again."
         )
-    raw, secret_keys = stack_config(stack.rsplit("/", 1)[-1], PROJECT_DIR)
+    raw, secret_keys = stack_config(short_name(stack), PROJECT_DIR)
     try:
-        load_config(raw, stack.rsplit("/", 1)[-1], secret_keys=secret_keys, secrets_readable=False)
+        load_config(raw, short_name(stack), secret_keys=secret_keys, secrets_readable=False)
     except ConfigError as error:
         return (
             f"the stack's config has {len(error.errors)} error(s); nothing was sent to Pulumi:\n"
@@ -256,16 +291,21 @@ class Console:
 
 def _preview(args: argparse.Namespace) -> int:
     console = Console(args.json, capture=True)
-    summary_file: Path = args.summary or PROJECT_DIR / "build" / f"preview-{args.stack}.md"
+    summary_file: Path = args.summary or PROJECT_DIR / "build" / f"preview-{short_name(args.stack)}.md"
     try:
-        stack = open_stack(args.stack, create=True)
-        stack.preview(**console.engine_options(args.diff, events=True))
+        stack = open_stack(args.stack, create=not args.existing_only)
+    except StackNotFoundError:
+        # A pull request may come before the stack's first deploy: say so instead of creating an empty stack
+        # (whose `pulumi up` would collide with a real cluster's AWS names in another organisation).
+        write_summary(summary_file, not_deployed_markdown(args.stack))
+        console.note(f"Stack {args.stack} is not deployed yet; nothing to preview. Summary: {summary_file}")
+        return 0
+    try:
+        stack.preview(**console.engine_options(args.diff, events=True), policy_packs=[str(POLICY_PACK)])
     except CommandError as error:
-        write_summary(
-            summary_file,
-            failure_markdown(args.stack, "preview", explain_failure(error, args.stack, "preview")),
-        )
-        raise
+        sentence = explain_failure(error, args.stack, "preview", console.events)
+        write_summary(summary_file, failure_markdown(args.stack, "preview", sentence, console.events))
+        return report("preview", args.stack, sentence, EXIT_FAILED)
     markdown = preview_markdown(args.stack, console.events, "\n".join(console.captured) if args.diff else "")
     write_summary(summary_file, markdown)
     console.note(f"Preview summary: {summary_file}")
@@ -285,7 +325,11 @@ def write_summary(path: Path, markdown: str) -> None:
 def _up(args: argparse.Namespace) -> int:
     console = Console(args.json)
     stack = open_stack(args.stack, create=True)
-    result = stack.up(**console.engine_options(args.diff))
+    # Events are collected so that a policy violation that stops the update is named in the last line.
+    try:
+        result = stack.up(**console.engine_options(args.diff, events=True), policy_packs=[str(POLICY_PACK)])
+    except CommandError as error:
+        return report("up", args.stack, explain_failure(error, args.stack, "up", console.events), EXIT_FAILED)
     changes = ", ".join(
         f"{op} {count}" for op, count in sorted((result.summary.resource_changes or {}).items())
     )

@@ -93,6 +93,43 @@ def resource_changes(events: Iterable[Mapping[str, Any]]) -> list[ResourceChange
     return changes
 
 
+@dataclass(frozen=True)
+class PolicyViolation:
+    policy: str
+    pack: str
+    level: str
+    resource: str
+    message: str
+
+    @property
+    def mandatory(self) -> bool:
+        return self.level == "mandatory"
+
+    def sentence(self) -> str:
+        where = f" on {self.resource}" if self.resource else ""
+        return f"policy {self.policy} ({self.level}){where}: {self.message.strip()}"
+
+
+def policy_violations(events: Iterable[Mapping[str, Any]]) -> list[PolicyViolation]:
+    """Every policy event of the operation (`policyEvent`: policyName, policyPackName, enforcementLevel,
+    resourceUrn, message in apitype/events.go), once each, in event order."""
+    found: list[PolicyViolation] = []
+    for event in events:
+        policy = event.get("policyEvent")
+        if not policy:
+            continue
+        violation = PolicyViolation(
+            policy=policy.get("policyName", "?"),
+            pack=policy.get("policyPackName", "?"),
+            level=str(policy.get("enforcementLevel", "")).lower(),
+            resource=resource_name(policy.get("resourceUrn") or "") if policy.get("resourceUrn") else "",
+            message=strip_ansi(policy.get("message", "")),
+        )
+        if violation not in found:
+            found.append(violation)
+    return found
+
+
 def change_counts(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Counts by operation, plus `same`: the engine's summary when it sent one, else counted from the steps."""
     events = list(events)
@@ -152,6 +189,15 @@ def preview_markdown(
     ]
     if not any(counts[op] for op in CHANGE_OPS):
         lines += ["No changes.", ""]
+    violations = policy_violations(events)
+    if violations:
+        mandatory = sum(violation.mandatory for violation in violations)
+        lines += [
+            f"**Policy violations** ({mandatory} mandatory: {'the update would be stopped' if mandatory else 'none'}):",
+            "",
+            *(f"- {_cell(violation.sentence())}" for violation in violations),
+            "",
+        ]
     replaced = [change for change in changes if change.op == "replace"]
     if replaced:
         lines += ["**Replaced** (deleted and created again; data on them is lost):", ""]
@@ -195,5 +241,19 @@ def preview_markdown(
     return text
 
 
-def failure_markdown(stack: str, operation: str, sentence: str) -> str:
-    return f"### Pulumi {operation} of stack `{stack}`\n\n**Failed.** {sentence}\n"
+def failure_markdown(
+    stack: str, operation: str, sentence: str, events: Iterable[Mapping[str, Any]] = ()
+) -> str:
+    """A failed operation: why, and each mandatory policy violation that stopped it."""
+    stopped_by = [violation for violation in policy_violations(events) if violation.mandatory]
+    lines = [f"### Pulumi {operation} of stack `{stack}`", "", f"**Failed.** {sentence}"]
+    if stopped_by:
+        lines += ["", "Stopped by the policy pack:", "", *(f"- {_cell(v.sentence())}" for v in stopped_by)]
+    return "\n".join(lines) + "\n"
+
+
+def not_deployed_markdown(stack: str) -> str:
+    return (
+        f"### Pulumi preview of stack `{stack}`\n\nStack `{stack}` is not deployed yet: nothing to compare with. "
+        "Its first deploy creates it.\n"
+    )

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from selfhost.plan.diff import PlanDiffError, diff_markdown, diff_plans, read_plan
+from selfhost.plan.diff import PlanDiffError, PlanFiles, diff_markdown, diff_plans, read_plan
 from selfhost.plan.report import build_report, placement, report_markdown
 from selfhost.plan.runner import PROJECT_DIR, PlanResult, RecordedResource, plan_stack
 from stacks.config import ConfigError
@@ -57,17 +57,24 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(f"selfhost plan: {error}", file=sys.stderr)
         return 2
-    report = write_plan(result, out)
+    report = write_plan(result, out, args.project_dir)
     print(summary(report, out))
     if args.diff is not None:
         try:
-            markdown = diff_markdown(diff_plans(read_plan(args.diff), read_plan(out)), str(args.diff))
+            base = read_plan(args.diff)
+            markdown = diff_markdown(diff_plans(base, read_plan(out)), base_label(base, args.diff))
         except PlanDiffError as error:
             print(f"selfhost plan: {error}", file=sys.stderr)
             return 2
         (out / "diff.md").write_text(markdown)
         print(f"\n{markdown}")
     return 0
+
+
+def base_label(base: PlanFiles, directory: Path) -> str:
+    """How a diff names its base: by the commit the plan was made from, by its directory without one."""
+    commit = base.report.get("commit")
+    return f"commit `{commit[:12]}`" if commit else f"`{directory}`"
 
 
 def is_manifest(resource: RecordedResource) -> bool:
@@ -98,7 +105,7 @@ def helm_release(resource: RecordedResource) -> dict[str, Any]:
     }
 
 
-def write_plan(result: PlanResult, out: Path) -> dict[str, Any]:
+def write_plan(result: PlanResult, out: Path, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
     (out / "manifests").mkdir(parents=True)
@@ -123,7 +130,7 @@ def write_plan(result: PlanResult, out: Path) -> dict[str, Any]:
             (out / "helm" / f"{name}.yaml").write_text(
                 yaml.safe_dump(helm_release(resource), sort_keys=False)
             )
-    report = build_report(result)
+    report = build_report(result, project_dir)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(report_markdown(report))
     return report

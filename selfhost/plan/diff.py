@@ -8,6 +8,7 @@ documents they hold. The cost comes from each plan's report.json.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections import Counter
@@ -20,7 +21,6 @@ from selfhost.automation.summary import DEFAULT_MAX_CHARS
 from stacks.cost import HOURS_PER_MONTH
 
 MAX_INPUTS_PER_RESOURCE = 40
-VALUE_WIDTH = 60
 SIMPLE_KEY = re.compile(r"[A-Za-z_$][\w$-]*")
 
 
@@ -117,7 +117,8 @@ def _json_document(value: Any) -> Any:
 
 
 def input_changes(old: Any, new: Any, path: str = "") -> list[InputChange]:
-    """Every path whose value differs; lists of plain values are compared whole, lists of objects by index."""
+    """Every path whose value differs. Lists of objects are compared by index; lists of plain values (a
+    container's args) by their items, so a changed `--max-model-len 32768` shows as that one item."""
     if old == new:
         return []
     old_document, new_document = _json_document(old), _json_document(new)
@@ -130,19 +131,39 @@ def input_changes(old: Any, new: Any, path: str = "") -> list[InputChange]:
                 old.get(key, MISSING), new.get(key, MISSING), property_path(path, str(key))
             )
         return changes
-    nested = (Mapping, list)
-    if (
-        isinstance(old, list)
-        and isinstance(new, list)
-        and any(isinstance(item, nested) for item in [*old, *new])
-    ):
-        changes = []
-        for index in range(max(len(old), len(new))):
-            before = old[index] if index < len(old) else MISSING
-            after = new[index] if index < len(new) else MISSING
-            changes += input_changes(before, after, property_path(path, index))
-        return changes
+    if isinstance(old, list) and isinstance(new, list):
+        if any(isinstance(item, (Mapping, list)) for item in [*old, *new]):
+            changes = []
+            for index in range(max(len(old), len(new))):
+                before = old[index] if index < len(old) else MISSING
+                after = new[index] if index < len(new) else MISSING
+                changes += input_changes(before, after, property_path(path, index))
+            return changes
+        return list_item_changes(old, new, path)
     return [InputChange(path or "(inputs)", old, new)]
+
+
+def list_item_changes(old: list[Any], new: list[Any], path: str) -> list[InputChange]:
+    """The items of a list of plain values that were replaced, removed or inserted, at their positions in the
+    new list (the old list's for removals)."""
+    changes = []
+    matcher = difflib.SequenceMatcher(
+        a=[json.dumps(item) for item in old], b=[json.dumps(item) for item in new]
+    )
+    for operation, old_start, old_end, new_start, new_end in matcher.get_opcodes():
+        if operation == "equal":
+            continue
+        before = old[old_start:old_end] or MISSING
+        after = new[new_start:new_end] or MISSING
+        index = new_start if operation != "delete" else old_start
+        changes.append(
+            InputChange(
+                property_path(path, index),
+                before[0] if before is not MISSING and len(before) == 1 else before,
+                after[0] if after is not MISSING and len(after) == 1 else after,
+            )
+        )
+    return changes
 
 
 def _cost_items(report: Mapping[str, Any]) -> dict[str, float]:
@@ -186,9 +207,8 @@ def diff_plans(base: PlanFiles, new: PlanFiles) -> PlanDiff:
 
 
 def _value(value: Any) -> str:
+    """A value in full: a PR comment is bounded as a whole (diff_markdown), never by cutting a value."""
     text = repr(value) if value is MISSING else json.dumps(value, sort_keys=True)
-    if len(text) > VALUE_WIDTH:
-        text = text[: VALUE_WIDTH - 1] + "…"
     return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
 
 
@@ -205,7 +225,7 @@ def diff_markdown(diff: PlanDiff, base_label: str, max_chars: int = DEFAULT_MAX_
     lines = [
         f"### Offline plan diff of stack `{diff.stack}`",
         "",
-        f"Compared with the plan in `{base_label}`; both come from the program run under mocks (no cloud access).",
+        f"Compared with the plan of {base_label}; both come from the program run under mocks (no cloud access).",
         "",
     ]
     if diff.serving_before != diff.serving_after:

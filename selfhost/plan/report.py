@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from components.serving.budget import SPOT_NOTICE_SECONDS, termination_grace_seconds
-from selfhost.plan.runner import PlanResult
+from selfhost.plan.runner import PROJECT_DIR, PlanResult
 from stacks.cost import PRICE_REGION, cost_items, total_usd_per_hour
 from stacks.quota import check_command, quota_needs
 
@@ -18,12 +20,24 @@ def price_region_warning(region: str) -> list[str]:
     return [f"costs are {PRICE_REGION} list prices; prices in {region} may differ"]
 
 
-def build_report(result: PlanResult) -> dict[str, Any]:
+def source_commit(project_dir: Path) -> str | None:
+    """The git commit the plan was made from (what a plan diff names its base by), or None outside git."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(project_dir), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     config = result.config
     items = cost_items(config)
     counts = Counter(resource.type for resource in result.resources)
     return {
         "stack": result.stack,
+        "commit": source_commit(project_dir),
         "region": config.region,
         "model": config.model.id,
         "instance_type": config.instance.name,

@@ -365,6 +365,12 @@ class ClusterSettings(Namespace):
         examples=[["arn:aws:iam::123456789012:role/admin"]],
         description="IAM role ARNs given cluster-admin through EKS access entries.",
     )
+    preview_role_arns: StringList = Field(
+        (),
+        examples=[["arn:aws:iam::123456789012:role/selfhost-preview"]],
+        description="IAM role ARNs of read-only previews (CI on pull requests): view access, plus the Helm release "
+        "Secrets of the platform's namespaces.",
+    )
     node_ami_alias: str = Field(
         "al2023@latest",
         description="Karpenter AMI alias for nodes; pin a version (al2023@v20260728) for production.",
@@ -386,7 +392,7 @@ class ClusterSettings(Namespace):
             )
         return cidrs
 
-    @field_validator("admin_role_arns")
+    @field_validator("admin_role_arns", "preview_role_arns")
     @classmethod
     def _role_arns(cls, arns: tuple[str, ...]) -> tuple[str, ...]:
         bad = [arn for arn in arns if not ROLE_ARN.match(arn)]

@@ -12,11 +12,10 @@ from policy.rules import (
     EC2_INSTANCE,
     EC2_NODE_CLASS,
     EKS_CLUSTER,
-    EKS_COMPONENT,
-    HELM_CHART,
     HELM_RELEASE,
     LAUNCH_TEMPLATE,
     NODE_POOL,
+    REMOTE_COMPONENTS,
     RESOURCE_RULES,
     SERVICE,
     Exposure,
@@ -33,6 +32,7 @@ from policy.rules import (
     vllm_api_key_violations,
 )
 from selfhost.plan.runner import PlanResult
+from tests.policy.engine_view import engine_view
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
@@ -40,16 +40,18 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 def plan_violations(
     plan: PlanResult, exposure: Exposure | None = None, max_gpus: int = DEFAULT_MAX_GPUS
 ) -> list[str]:
-    """Every rule over every resource of a plan, as the pack would run them on a preview of that stack."""
+    """Every rule over every resource of a plan as the engine shows it to the pack (remote components
+    without properties, pulumi-eks's EKS cluster as a child: tests/policy/engine_view.py)."""
     exposure = exposure or Exposure(plan.config.llm.service_type, plan.config.llm.load_balancer_scheme)
+    seen = list(engine_view(plan))
     found = []
-    for resource in plan.resources:
-        messages = [
-            message for rule in RESOURCE_RULES.values() for message in rule(resource.type, resource.inputs)
-        ]
-        messages += service_exposure_violations(resource.type, resource.inputs, exposure)
-        found += [f"{resource.type} {resource.name}: {message}" for message in messages]
-    found += gpu_ceiling_violations(((r.name, r.type, r.inputs) for r in plan.resources), max_gpus)
+    for resource_type, name, props in seen:
+        messages = [message for rule in RESOURCE_RULES.values() for message in rule(resource_type, props)]
+        messages += service_exposure_violations(resource_type, props, exposure)
+        found += [f"{resource_type} {name}: {message}" for message in messages]
+    found += gpu_ceiling_violations(
+        ((name, resource_type, props) for resource_type, name, props in seen), max_gpus
+    )
     return found
 
 
@@ -74,7 +76,7 @@ def test_the_dev_plan_gives_every_rule_something_to_check(dev_plan: PlanResult) 
     """Passing is only worth something if the resources each rule guards are in the plan."""
     assert any(is_gpu_node_pool(r.inputs) for r in dev_plan.of_type(NODE_POOL)), "no GPU NodePool"
     assert dev_plan.of_type(EC2_NODE_CLASS), "no EC2NodeClass"
-    assert dev_plan.of_type(EKS_COMPONENT), "no EKS cluster"
+    assert [r for r in engine_view(dev_plan) if r[0] == EKS_CLUSTER], "no EKS cluster"
     assert dev_plan.of_type(HELM_RELEASE), "no Helm release"
     assert vllm_workloads(dev_plan), "no vLLM workload"
     assert dev_plan.of_type(SERVICE), "no Service"
@@ -327,19 +329,25 @@ def test_imdsv1_or_an_unset_token_mode_fails() -> None:
 
 def test_eks_clusters_with_a_secrets_key_pass() -> None:
     key = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    assert eks_secrets_encryption_violations(EKS_COMPONENT, {"encryptionConfigKeyArn": key}) == []
     encrypted = {"encryptionConfig": {"resources": ["secrets"], "provider": {"keyArn": key}}}
     assert eks_secrets_encryption_violations(EKS_CLUSTER, encrypted) == []
 
 
 def test_eks_clusters_without_a_secrets_key_fail() -> None:
-    assert eks_secrets_encryption_violations(EKS_COMPONENT, {"version": "1.35"}) == [
-        "EKS cluster has no encryptionConfigKeyArn: give it a customer managed KMS key for Secrets envelope "
-        "encryption, so that the key policy, rotation and CloudTrail record stay yours"
-    ]
     assert eks_secrets_encryption_violations(
         EKS_CLUSTER, {"encryptionConfig": {"resources": ["secrets"]}}
-    ) == ["EKS cluster has no encryptionConfig with resources ['secrets'] and a provider.keyArn"]
+    ) == [
+        "EKS cluster has no encryptionConfig with resources ['secrets'] and a provider.keyArn: give it a "
+        "customer managed KMS key for Secrets envelope encryption, so that the key policy, rotation and "
+        "CloudTrail record stay yours"
+    ]
+    assert eks_secrets_encryption_violations(EKS_CLUSTER, {"version": "1.35"})
+
+
+def test_a_remote_component_shown_without_properties_breaks_no_rule() -> None:
+    # The engine shows pulumi-eks's component with {} (its Node SDK sends no inputs): no rule may read it.
+    for remote in REMOTE_COMPONENTS:
+        assert [message for rule in RESOURCE_RULES.values() for message in rule(remote, {})] == []
 
 
 @pytest.mark.parametrize(
@@ -380,7 +388,7 @@ def test_latest_images_and_floating_charts_fail() -> None:
     assert pinned_image_violations(HELM_RELEASE, {"chart": "kube-prometheus-stack"}) == [
         "Helm chart 'kube-prometheus-stack' has no version: pin one so that a preview shows every upgrade"
     ]
-    assert pinned_image_violations(HELM_CHART, {"chart": "nvidia-device-plugin", "version": "^0.20"}) == [
+    assert pinned_image_violations(HELM_RELEASE, {"chart": "nvidia-device-plugin", "version": "^0.20"}) == [
         "Helm chart 'nvidia-device-plugin' version '^0.20' is a range, not one exact version"
     ]
 

@@ -10,7 +10,7 @@ import pulumi
 import pytest
 
 from components.cluster.access import (
-    admin_access_entries,
+    access_entries,
     endpoint_access,
     fargate_selectors,
     pod_execution_trust_policy,
@@ -31,8 +31,9 @@ def eks_inputs(plan: PlanResult) -> dict:
 
 
 def test_admin_access_entries_grant_cluster_admin_at_cluster_scope():
-    entries = admin_access_entries(
-        ["arn:aws:iam::111122223333:role/platform-admin", "arn:aws-us-gov:iam::444455556666:role/ops/oncall"]
+    entries = access_entries(
+        ["arn:aws:iam::111122223333:role/platform-admin", "arn:aws-us-gov:iam::444455556666:role/ops/oncall"],
+        [],
     )
     assert entries == {
         "admin-111122223333-platform-admin": {
@@ -53,7 +54,49 @@ def test_admin_access_entries_grant_cluster_admin_at_cluster_scope():
             },
         },
     }
-    assert admin_access_entries([]) == {}
+    assert access_entries([], []) == {}
+
+
+def test_preview_roles_get_view_access_and_the_preview_group():
+    entries = access_entries([], ["arn:aws:iam::111122223333:role/selfhost-preview"])
+    assert entries == {
+        "preview-111122223333-selfhost-preview": {
+            "principal_arn": "arn:aws:iam::111122223333:role/selfhost-preview",
+            "type": "STANDARD",
+            "kubernetes_groups": ["selfhost:preview"],
+            "access_policies": {
+                "view": {
+                    "policy_arn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy",
+                    "access_scope": {"type": "cluster"},
+                }
+            },
+        }
+    }
+
+
+def test_preview_roles_read_helm_release_secrets_only_where_releases_live(plan_with):
+    plan = plan_with({"cluster:previewRoleArns": '["arn:aws:iam::123456789012:role/selfhost-preview"]'})
+    roles = plan.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+    bindings = plan.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    # The namespaces of the Helm releases: Karpenter's, monitoring's, the GPU agents'; not the model's.
+    assert sorted(r.inputs["metadata"]["namespace"] for r in roles) == ["karpenter", "monitoring", "nvidia"]
+    assert all(
+        r.inputs["rules"]
+        == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
+        for r in roles
+    )
+    assert all(
+        b.inputs["subjects"]
+        == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "selfhost:preview"}]
+        for b in bindings
+    )
+    assert len(bindings) == 3
+    [entry] = [e for key, e in eks_inputs(plan)["accessEntries"].items() if key.startswith("preview-")]
+    assert entry["kubernetesGroups"] == ["selfhost:preview"]
+
+
+def test_without_preview_roles_there_is_no_preview_access(dev_plan):
+    assert not dev_plan.of_type("selfhost:index:PreviewAccess")
 
 
 def test_fargate_takes_karpenters_namespace_and_coredns_only():

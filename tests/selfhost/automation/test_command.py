@@ -18,8 +18,10 @@ from selfhost.cli import main
 COMMANDS = ("preview", "up", "destroy", "refresh", "outputs")
 ENGINE_COMMANDS = ("preview", "up", "destroy", "refresh")
 
+# The stand-in reports 3.205, the last CLI version whose engine events the Automation API reads from a file
+# (--event-log PATH; newer ones stream them over gRPC): the stand-in writes that file as the engine would.
 FAKE_PULUMI = r"""#!/bin/sh
-if [ "$1" = "version" ]; then echo "v3.272.0"; exit 0; fi
+if [ "$1" = "version" ]; then echo "v3.205.0"; exit 0; fi
 echo "$*" >> "$FAKE_PULUMI_LOG"
 case "$FAKE_PULUMI_SCENARIO" in
   no-login)
@@ -31,7 +33,16 @@ case "$FAKE_PULUMI_SCENARIO" in
 esac
 case "$*" in
   *"stack select"*|*"stack init"*) exit 0 ;;
+  *"stack output"*) echo "{}"; exit 0 ;;
+  *"stack history"*)
+    echo '[{"kind": "update", "startTime": "2026-12-01T00:00:00.000Z", "message": "", "environment": {}, "config": {}, "result": "succeeded", "endTime": "2026-12-01T00:01:00.000Z", "resourceChanges": {"same": 1}}]'
+    exit 0 ;;
 esac
+events=""
+for argument in "$@"; do
+  if [ "$previous" = "--event-log" ]; then events=$argument; fi
+  previous=$argument
+done
 case "$FAKE_PULUMI_SCENARIO" in
   no-aws-credentials)
     echo "Diagnostics:"
@@ -45,7 +56,19 @@ case "$FAKE_PULUMI_SCENARIO" in
   engine-error)
     echo "error: an unexpected thing happened in the engine." >&2
     exit 255 ;;
+  policy-violation)
+    # The engine writes its events, a policy violation among them, to the file --event-log names.
+    printf '%s\n' '{"sequence": 1, "timestamp": 1, "policyEvent": {"message": "EKS cluster has no encryptionConfig", "color": "never", "policyName": "eks-secrets-encrypted", "policyPackName": "self-hosted-llm-guardrails", "policyPackVersion": "0.1.0", "policyPackVersionTag": "0.1.0", "enforcementLevel": "mandatory", "resourceUrn": "urn:pulumi:dev::self-hosted-llm::eks:index:Cluster$aws:eks/cluster:Cluster::llm-dev-eksCluster"}}' >> "$events"
+    printf '%s\n' '{"sequence": 3, "timestamp": 3, "cancelEvent": {}}' >> "$events"
+    echo "error: preview failed" >&2
+    exit 255 ;;
 esac
+# A successful operation ends its event log with the summary event the Automation API waits for.
+if [ -n "$events" ]; then
+  printf '%s\n' '{"sequence": 2, "timestamp": 2, "summaryEvent": {"maybeCorrupt": false, "durationSeconds": 1, "resourceChanges": {"same": 1}, "PolicyPacks": {}}}' >> "$events"
+fi
+# The engine's last event, after which the Automation API stops reading the log.
+if [ -n "$events" ]; then printf '%s\n' '{"sequence": 3, "timestamp": 3, "cancelEvent": {}}' >> "$events"; fi
 exit 0
 """
 
@@ -242,3 +265,41 @@ def test_a_bad_config_is_found_before_the_missing_cli(command, tmp_path, monkeyp
     )
     assert "llm:instanceTyp: unknown key (did you mean llm:instanceType?)" in err
     assert "Pulumi CLI" not in err
+
+
+@pytest.mark.parametrize("command", ["preview", "up"])
+def test_preview_and_up_enforce_the_project_policy_pack(command, fake_pulumi, tmp_path):
+    log = fake_pulumi("ok")
+    argv = (
+        [command, "dev", "--skip-smoke"]
+        if command == "up"
+        else [command, "dev", "--summary", str(tmp_path / "s.md")]
+    )
+    assert main(argv) == 0
+    [operation] = [line for line in log.read_text().splitlines() if f"--non-interactive {command} " in line]
+    assert f"--policy-pack {automation_command.PROJECT_DIR / 'policy'}" in operation
+
+
+@pytest.mark.parametrize("command", ["preview", "up"])
+def test_a_mandatory_violation_names_its_rule_and_resource(command, fake_pulumi, tmp_path, capsys):
+    fake_pulumi("policy-violation")
+    summary = tmp_path / "s.md"
+    argv = (
+        [command, "dev", "--skip-smoke"] if command == "up" else [command, "dev", "--summary", str(summary)]
+    )
+    assert main(argv) == 1
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line == (
+        f"selfhost {command} dev: the policy pack stopped the {command}: policy eks-secrets-encrypted (mandatory) "
+        "on llm-dev-eksCluster: EKS cluster has no encryptionConfig"
+    )
+    if command == "preview":
+        assert "- policy eks-secrets-encrypted (mandatory) on llm-dev-eksCluster" in summary.read_text()
+
+
+def test_a_ci_preview_of_a_stack_not_deployed_yet_says_so_and_creates_nothing(fake_pulumi, tmp_path):
+    log = fake_pulumi("no-stack")
+    summary = tmp_path / "s.md"
+    assert main(["preview", "dev", "--existing-only", "--summary", str(summary)]) == 0
+    assert "is not deployed yet" in summary.read_text()
+    assert not any("stack init" in line for line in log.read_text().splitlines())

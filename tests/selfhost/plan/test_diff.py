@@ -116,10 +116,35 @@ def test_input_changes_walk_objects_and_lists_of_objects_by_index():
     ]
 
 
-def test_lists_of_plain_values_change_as_a_whole():
+def test_lists_of_plain_values_show_the_items_that_changed():
     assert input_changes({"args": ["--a", "--b"]}, {"args": ["--b"]}) == [
-        InputChange("args", ["--a", "--b"], ["--b"])
+        InputChange("args[0]", "--a", MISSING)
     ]
+    # An engine argument's value: the one item, in full, not the whole list cut at a width.
+    old = [
+        "mistralai/Mistral-7B-Instruct-v0.2",
+        "--port",
+        "8000",
+        "--max-model-len",
+        "32768",
+        "--enable-prefix-caching",
+    ]
+    new = [*old[:4], "16384", old[5], "--enforce-eager"]
+    assert input_changes({"args": old}, {"args": new}) == [
+        InputChange("args[4]", "32768", "16384"),
+        InputChange("args[6]", MISSING, "--enforce-eager"),
+    ]
+
+
+def test_the_diff_names_its_base_by_commit(tmp_path, capsys):
+    # The base plan records the commit it was made from; the diff names it, not the runner's directory.
+    assert main(["plan", "dev", "--out", str(tmp_path / "base")]) == 0
+    base_commit = json.loads((tmp_path / "base" / "report.json").read_text())["commit"]
+    assert len(base_commit) == 40
+    assert main(["plan", "dev", "--out", str(tmp_path / "new"), "--diff", str(tmp_path / "base")]) == 0
+    markdown = (tmp_path / "new" / "diff.md").read_text()
+    assert f"Compared with the plan of commit `{base_commit[:12]}`" in markdown
+    assert str(tmp_path) not in markdown
 
 
 def test_json_text_inputs_are_compared_as_documents():
