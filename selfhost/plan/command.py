@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from selfhost.plan.diff import PlanDiffError, PlanFiles, diff_markdown, diff_plans, read_plan
-from selfhost.plan.report import build_report, placement, report_markdown
+from selfhost.plan.report import build_report, kv_cache_text, placement, report_markdown
 from selfhost.plan.runner import PROJECT_DIR, PlanResult, RecordedResource, plan_stack
 from stacks.config import ConfigError
 
@@ -147,7 +147,7 @@ def summary(report: dict[str, Any], out: Path) -> str:
         "",
         f"  Model    {report['model']}: {placement(sizing, report['instance_type'])}",
         f"  Sizing   TP {sizing['tensor_parallel_size']}, max_model_len {sizing['max_model_len']}, "
-        f"KV cache {sizing['kv_cache_tokens']} tokens, "
+        f"KV cache {kv_cache_text(sizing)}, "
         f"{sizing['gpu_memory_gib_required']} of {sizing['gpu_memory_gib_available']} GiB per GPU",
         f"  Cost     ${cost['total_usd_per_hour']:.2f}/h (about ${cost['total_usd_per_month']:,.0f}/month)",
         *(f"  Warning  {warning}" for warning in report["warnings"]),

@@ -80,6 +80,22 @@ def placement(sizing: dict[str, Any], instance_type: str) -> str:
     )
 
 
+def kv_cache_text(sizing: dict[str, Any]) -> str:
+    """The KV cache in tokens: one figure, or the range with the estimate when the range is wide."""
+    low, high = sizing["kv_cache_tokens_range"]
+    if sizing["margin_thin"]:
+        return f"{low:,} to {high:,} tokens (estimate {sizing['kv_cache_tokens']:,})"
+    return f"{sizing['kv_cache_tokens']:,} tokens"
+
+
+def overhead_text(sizing: dict[str, Any]) -> str:
+    low, high = sizing["overhead_gib_per_gpu_range"]
+    terms = ", ".join(
+        f"{name.replace('_', ' ')} {gib}" for name, gib in sizing["overhead_terms_gib"].items() if gib
+    )
+    return f"{sizing['overhead_gib_per_gpu']} GiB ({low} to {high}): {terms}"
+
+
 def _quota_name(need: dict[str, Any]) -> str:
     return f"{need['quota']} (`{need['code']}`)" if need["code"] else need["quota"]
 
@@ -103,8 +119,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| GPU memory vLLM may use per GPU | {sizing['gpu_memory_gib_available']} GiB |",
         f"| Tensor-parallel size | {sizing['tensor_parallel_size']} |",
         f"| max_model_len | {sizing['max_model_len']}{' (capped)' if sizing['context_capped'] else ''} |",
-        f"| KV cache | {sizing['kv_cache_tokens']} tokens |",
-        f"| Concurrent sequences at max_model_len | {sizing['concurrent_sequences']} |",
+        f"| KV cache | {kv_cache_text(sizing)} |",
+        f"| Full-length requests at once | {sizing['concurrent_sequences']} |",
+        f"| Non-KV overhead per GPU | {overhead_text(sizing)} |",
+        f"| Overhead basis | {sizing['overhead_basis']} |",
         f"| Replicas per node / nodes | {sizing['replicas_per_node']} / {sizing['nodes']} |",
         f"| GPU limit of the GPU node pool | {sizing['gpu_limit']} |",
         "",

@@ -2,7 +2,9 @@
 
 Fields map to config.json: layers = num_hidden_layers, attention_heads = num_attention_heads,
 kv_heads = num_key_value_heads, head_dim = hidden_size / num_attention_heads (or head_dim where set),
-context_length = max_position_embeddings. Parameter counts are the model cards' safetensors totals.
+context_length = max_position_embeddings, hidden_size, intermediate_size (per expert; times the experts each
+token uses for a mixture of experts), vocab_size. Parameter counts are the model pages' safetensors totals
+("Model size"), so the weights in bf16 are exactly parameters x 2 bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ class ModelSpec:
     kv_heads: int
     head_dim: int
     context_length: int
+    hidden_size: int
+    intermediate_size: int
+    vocab_size: int
     license: str
     gated: bool
     source: str
@@ -32,14 +37,23 @@ class ModelSpec:
         return "-".join(part for part in label.split("-") if part)[:40].rstrip("-")
 
 
-# id, parameters (billions), layers, attention heads, KV heads, head dim, context length, license, gated
+# id, parameters (billions, safetensors total), layers, attention heads, KV heads, head dim, context length,
+# hidden size, intermediate size, vocabulary, license, gated
+# fmt: off
 _CATALOG = (
-    ("mistralai/Mistral-7B-Instruct-v0.2", 7.24, 32, 32, 8, 128, 32768, "Apache-2.0", True),
-    ("meta-llama/Llama-3.1-8B-Instruct", 8.03, 32, 32, 8, 128, 131072, "Llama 3.1 Community", True),
-    ("meta-llama/Llama-3.1-70B-Instruct", 70.6, 80, 64, 8, 128, 131072, "Llama 3.1 Community", True),
-    ("mistralai/Mixtral-8x7B-Instruct-v0.1", 46.7, 32, 32, 8, 128, 32768, "Apache-2.0", True),
-    ("Qwen/Qwen2.5-7B-Instruct", 7.62, 28, 28, 4, 128, 32768, "Apache-2.0", False),
+    ("mistralai/Mistral-7B-Instruct-v0.2", 7.241732096, 32, 32, 8, 128, 32768, 4096, 14336, 32000,
+     "Apache-2.0", True),
+    ("meta-llama/Llama-3.1-8B-Instruct", 8.030261248, 32, 32, 8, 128, 131072, 4096, 14336, 128256,
+     "Llama 3.1 Community", True),
+    ("meta-llama/Llama-3.1-70B-Instruct", 70.553706496, 80, 64, 8, 128, 131072, 8192, 28672, 128256,
+     "Llama 3.1 Community", True),
+    # Eight experts of intermediate size 14,336, two of them per token (num_experts_per_tok).
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", 46.702792704, 32, 32, 8, 128, 32768, 4096, 2 * 14336, 32000,
+     "Apache-2.0", True),
+    ("Qwen/Qwen2.5-7B-Instruct", 7.615616512, 28, 28, 4, 128, 32768, 3584, 18944, 152064,
+     "Apache-2.0", False),
 )
+# fmt: on
 
 MODELS: Mapping[str, ModelSpec] = {
     row[0]: ModelSpec(*row, source=f"huggingface.co/{row[0]}/blob/main/config.json") for row in _CATALOG

@@ -182,7 +182,9 @@ def _resolve_llm(
             "or the model download fails"
         )
     try:
-        serving = plan_serving(model, instance, llm.gpu_memory_utilization, llm.max_model_len, llm.replicas)
+        serving = plan_serving(
+            model, instance, llm.gpu_memory_utilization, llm.max_model_len, llm.replicas, llm.batch_flags
+        )
     except SizingError as error:
         errors.append(str(error))
         return None

@@ -37,6 +37,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from stacks.catalogs.eks_versions import EKS_VERSIONS, support_status
 from stacks.catalogs.instances import GPU_INSTANCES
+from stacks.overhead import BatchFlags
 
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
 DEFAULT_MODEL = "mistralai/Mistral-7B-Instruct-v0.2"
@@ -84,6 +85,46 @@ def is_managed_engine_flag(arg: str) -> bool:
     return len(name) > 2 and any(
         flag.startswith(name) for flag in MANAGED_ENGINE_FLAGS if flag.startswith("--")
     )
+
+
+# Engine flags the sizing reads (stacks/overhead.py): the batch limits of the profiling pass, and eager mode
+# (no CUDA graphs).
+BATCH_FLAGS = ("--max-num-batched-tokens", "--max-num-seqs")
+EAGER_FLAG = "--enforce-eager"
+
+
+def read_batch_flags(args: Iterable[str]) -> tuple[BatchFlags, list[str]]:
+    """The batch flags in engine arguments, and what is wrong with how they are written (each flag spelled in
+    full, as `--flag N` or `--flag=N`, N a positive whole number)."""
+    values: dict[str, int] = {}
+    problems: list[str] = []
+    eager = False
+    items = list(args)
+    for index, arg in enumerate(items):
+        name, equals, value = arg.partition("=")
+        if not name.startswith("--"):
+            continue
+        name = "--" + name[2:].replace("_", "-")
+        if name == EAGER_FLAG:
+            eager = True
+            continue
+        abbreviated = [flag for flag in BATCH_FLAGS if flag != name and flag.startswith(name)]
+        if abbreviated and len(name) > len("--max-num-"):
+            problems.append(f"write {abbreviated[0]} in full (not {arg!r}): the sizing reads it")
+            continue
+        if name not in BATCH_FLAGS:
+            continue
+        text = value if equals else (items[index + 1] if index + 1 < len(items) else "")
+        if not text.isdigit() or int(text) < 1:
+            problems.append(f"{name} needs a positive whole number, not {text!r}")
+            continue
+        values[name] = int(text)
+    flags = BatchFlags(
+        max_num_batched_tokens=values.get("--max-num-batched-tokens"),
+        max_num_seqs=values.get("--max-num-seqs"),
+        enforce_eager=eager,
+    )
+    return flags, problems
 
 
 def _json_list(value: Any) -> Any:
@@ -227,6 +268,18 @@ class LlmSettings(Namespace):
     model_context_length: int | None = Field(
         None, ge=1, description="Context length (max_position_embeddings), for a model outside the catalog."
     )
+    model_hidden_size: int | None = Field(
+        None, ge=1, description="Hidden size (hidden_size), for a model outside the catalog."
+    )
+    model_intermediate_size: int | None = Field(
+        None,
+        ge=1,
+        description="MLP intermediate size (intermediate_size; times num_experts_per_tok for a mixture of "
+        "experts), for a model outside the catalog.",
+    )
+    model_vocab_size: int | None = Field(
+        None, ge=1, description="Vocabulary size (vocab_size), for a model outside the catalog."
+    )
     model_gated: bool = Field(
         False, description="Whether a model outside the catalog needs a Hugging Face token."
     )
@@ -263,6 +316,9 @@ class LlmSettings(Namespace):
                 + ", ".join(MANAGED_ENGINE_FLAGS)
                 + " (set by llm:model, llm:maxModelLen, llm:gpuMemoryUtilization, llm:instanceType and llm:apiKey)"
             )
+        problems = read_batch_flags(args)[1]
+        if problems:
+            raise ValueError("; ".join(problems))
         return args
 
     @field_validator("client_namespaces")
@@ -299,7 +355,15 @@ class LlmSettings(Namespace):
             "kv_heads": self.model_kv_heads,
             "head_dim": self.model_head_dim,
             "context_length": self.model_context_length,
+            "hidden_size": self.model_hidden_size,
+            "intermediate_size": self.model_intermediate_size,
+            "vocab_size": self.model_vocab_size,
         }
+
+    @property
+    def batch_flags(self) -> BatchFlags:
+        """The batch limits and eager mode llm:extraEngineArgs sets for the sizing."""
+        return read_batch_flags(self.extra_engine_args)[0]
 
 
 MODEL_SIZE_KEYS = tuple(

@@ -109,8 +109,37 @@ def test_a_model_that_does_not_fit_names_instances_that_would():
 def test_unknown_model_needs_its_size():
     errors = errors_of({"llm:model": "acme/Private-13B"})
     assert len(errors) == 1
-    for key in ("llm:modelParameters", "llm:modelLayers", "llm:modelKvHeads", "llm:modelContextLength"):
+    for key in (
+        "llm:modelParameters",
+        "llm:modelLayers",
+        "llm:modelKvHeads",
+        "llm:modelContextLength",
+        "llm:modelVocabSize",
+    ):
         assert key in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "tokens", "seqs"),
+    [
+        (["--max-num-batched-tokens", "4096"], 4096, None),
+        (["--max_num_seqs=64"], None, 64),
+        (["--enforce-eager", "--max-num-seqs", "128"], None, 128),
+    ],
+)
+def test_batch_flags_in_engine_args_reach_the_sizing(args, tokens, seqs):
+    config = load({"llm:extraEngineArgs": json.dumps(args)})
+    assert config.llm.batch_flags.max_num_batched_tokens == tokens
+    assert config.llm.batch_flags.max_num_seqs == seqs
+    assert config.serving.max_num_seqs == (seqs or 256)
+
+
+def test_batch_flags_the_sizing_cannot_read_are_refused():
+    errors = errors_of({"llm:extraEngineArgs": '["--max-num-seq", "64", "--max-num-batched-tokens=lots"]'})
+    assert len(errors) == 1
+    assert errors[0].startswith("llm:extraEngineArgs:")
+    assert "write --max-num-seqs in full (not '--max-num-seq')" in errors[0]
+    assert "--max-num-batched-tokens needs a positive whole number, not 'lots'" in errors[0]
 
 
 def test_unknown_model_with_its_size_is_planned():
@@ -123,12 +152,20 @@ def test_unknown_model_with_its_size_is_planned():
             "llm:modelKvHeads": "40",
             "llm:modelHeadDim": "128",
             "llm:modelContextLength": "4096",
+            "llm:modelHiddenSize": "5120",
+            "llm:modelIntermediateSize": "13824",
+            "llm:modelVocabSize": "32000",
             "llm:instanceType": "g6e.xlarge",
         }
     )
-    # 13e9 x 2 = 26e9 B of weights; L40S budget 43,199,653,478.4 - 26e9 - 2 GiB = 15,052,169,830.4 B;
-    # KV per token 2 x 40 x 40 x 128 x 2 = 819,200 B -> 18,374 tokens, enough for 4,096.
-    assert config.serving.kv_cache_tokens == 18_374
+    # 13e9 x 2 = 26e9 B of weights. Overhead: 0.28 + 256 x 32,000 x 2.3 B (0.01755) + 2048 x 6 x (13,824 + 5,120) B
+    # (232,783,872 B = 0.21680) + 0.5 = 1.01434 GiB (1,089,144,095 B); pessimistic + 0.5 (the L40S has no
+    # observation) + 0.5 = 2.01434 GiB (2,162,885,919 B).
+    # L40S budget 42,819,334,963.2 B. Central KV: - 26e9 - 1,089,144,095 = 15,730,190,868.2 B; KV per token
+    # 2 x 40 x 40 x 128 x 2 = 819,200 B -> 19,201.9 -> 19,200 tokens. Pessimistic: 14,656,449,044.2 B -> 17,888,
+    # enough for 4,096.
+    assert config.serving.kv_cache_tokens == 19_200
+    assert config.serving.kv_cache_tokens_range[0] == 17_888
     assert config.serving.max_model_len == 4096
     assert not config.model.gated
 

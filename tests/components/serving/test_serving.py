@@ -66,26 +66,24 @@ def flag(args: list[str], name: str) -> str:
 
 # Per case: (stack, overrides, TP, max_model_len, GPUs, CPU, memory, cache, ephemeral, shm, startup probe
 # failures, replicas). Hand calculations:
-# - Mistral-7B: weights 7.24e9 x 2 B = 13.49 GiB; one L4 at 0.9 holds 22888 MiB x 0.9 = 20.12 GiB, minus
-#   13.49 weights and 2 overhead = 4.63 GiB of KV cache at 2 x 32 layers x 8 heads x 128 x 2 B = 128 KiB a
-#   token = 37935 tokens >= 32768: TP 1 and the full 32768 context.
+# - Mistral-7B: weights 7,241,732,096 x 2 B = 13.49 GiB; one L4 holds 42,160 KV tokens at the safe end of the
+#   estimate (worked in tests/stacks/test_sizing.py) >= 32768: TP 1 and the full 32768 context.
 #   Cache: ceil(13.49 x 1.1 + 10) = ceil(24.84) = 25 GiB; ephemeral 25 + 5 = 30 GiB.
 #   Start-up: 13.49 x 1024 = 13813.8 MiB / 25 = 552.6 s download + / 200 = 69.1 s load + 300 s = 921.6 s,
 #   in 10 s periods: ceil(92.16) = 93 failures.
 # - g6.xlarge: (3920m - 500m) / 1 = 3420m, rounded down to 3400m; (14162 - 1024) / 1 = 13138 MiB.
 # - g6.12xlarge packed: 4 L4s / TP 1 = 4 replicas on 1 node; (47810 - 500) / 4 = 11827.5 -> 11800m;
 #   (178933 - 1024) / 4 = 44477.25 -> 44477 MiB.
-# - Llama-3.1-70B on g6e.12xlarge: weights 70.6e9 x 2 B = 141.2e9 B = 131.50 GiB. One L40S at 0.9 is
-#   45776 MiB x 0.9 = 40.23 GiB: TP 1 and 2 cannot hold the weights, TP 4 leaves 4 x 45776 MiB x 0.9 -
-#   141.2e9 - 4 x 2 GiB = 23008679321 B for KV at 2 x 80 x 8 x 128 x 2 = 320 KiB a token = 70216 tokens,
-#   below the 131072 context: capped to 70208 (a multiple of 16). 4 GPUs per replica, 1 replica per node:
+# - Llama-3.1-70B on g6e.12xlarge: weights 70,553,706,496 x 2 B = 131.42 GiB; only TP 4 holds them, and its
+#   KV cache holds 49,776 tokens at the safe end (tests/stacks/test_sizing.py), below the 131072 context: capped
+#   to 49776. 4 GPUs per replica, 1 replica per node:
 #   (47810 - 500) = 47310 -> 47300m; 360157 - 1024 = 359133 MiB; shm 2 GiB x 4 = 8 GiB.
-#   Cache ceil(131.5 x 1.1 + 10) = ceil(154.65) = 155 GiB, ephemeral 160 GiB. Start-up: 131.5 x 1024 =
-#   134656 MiB / 25 = 5386.2 s + / 200 = 673.3 s + 300 s = 6359.5 s -> 636 failures.
+#   Cache ceil(131.42 x 1.1 + 10) = ceil(154.56) = 155 GiB, ephemeral 160 GiB. Start-up: 131.42 x 1024 =
+#   134574.1 MiB / 25 = 5383.0 s + / 200 = 672.9 s + 300 s = 6355.8 s -> 636 failures.
 CASES = {
     "dev": ("dev", DEV, 1, 32768, 1, "3400m", "13138Mi", "25Gi", "30Gi", "2Gi", 93, 1),
     "prod": ("prod", PROD, 1, 32768, 1, "3400m", "13138Mi", "25Gi", "30Gi", "2Gi", 93, 2),
-    "multi-gpu": ("dev", MULTI_GPU, 4, 70208, 4, "47300m", "359133Mi", "155Gi", "160Gi", "8Gi", 636, 1),
+    "multi-gpu": ("dev", MULTI_GPU, 4, 49776, 4, "47300m", "359133Mi", "155Gi", "160Gi", "8Gi", 636, 1),
     "packed": ("dev", PACKED, 1, 32768, 1, "11800m", "44477Mi", "25Gi", "30Gi", "2Gi", 93, 4),
 }
 
