@@ -227,9 +227,20 @@ def vllm_api_key_violations(resource_type: str, props: Props) -> list[str]:
     violations = []
     for container in containers(resource_type, props):
         image = container.get("image")
-        if isinstance(image, str) and _is_vllm_image(image):
+        if isinstance(image, str) and _is_vllm_image(image) and _serves_api(container):
             violations.extend(_vllm_container_violations(container))
     return violations
+
+
+def _serves_api(container: Mapping[str, Any]) -> bool:
+    """Whether a container of the vLLM image runs its API server: the image's entrypoint (`vllm serve`) when no
+    command replaces it, or a command that starts `vllm serve` or the OpenAI api_server module. A program of
+    its own in the image (a staging Job's script) opens no API."""
+    command = [str(part) for part in _items(container.get("command"))]
+    if not command:
+        return True
+    words = " ".join([*command, *(str(arg) for arg in _items(container.get("args")))])
+    return re.search(r"\bvllm\s+serve\b|vllm\.entrypoints\.openai\.api_server", words) is not None
 
 
 def _vllm_container_violations(container: Mapping[str, Any]) -> list[str]:

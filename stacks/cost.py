@@ -10,6 +10,9 @@ Sources:
   256 MB, rounded up to the next Fargate size (EKS user guide, fargate-pod-configuration).
 - EBS gp3: $0.08 per GB-month (AWS EBS pricing, us-west-2), 730 hours a month.
 - KMS customer managed key: $1 per key-month.
+- S3 Standard storage: $0.023 per GB-month for the first 50 TB (Amazon S3 pricing, us-west-2).
+- ECR private storage: $0.10 per GB-month (Amazon ECR pricing); data from ECR or S3 to instances in the same
+  region through the VPC's S3 gateway endpoint is free, while the NAT gateway charges per GB processed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 
 from stacks.catalogs.instances import SYSTEM_INSTANCE_PRICES
 from stacks.config import PlatformConfig
+from stacks.sizing import weights_bytes
+from stacks.startup import IMAGE_COMPRESSED_BYTES
 
 # Every price in the catalogs and here is a us-west-2 list price.
 PRICE_REGION = "us-west-2"
@@ -29,6 +34,9 @@ FARGATE_USD_PER_VCPU_HOUR = 0.04048
 FARGATE_USD_PER_GB_HOUR = 0.004445
 GP3_USD_PER_GB_MONTH = 0.08
 KMS_USD_PER_KEY_MONTH = 1.0
+S3_USD_PER_GB_MONTH = 0.023
+ECR_USD_PER_GB_MONTH = 0.10
+NAT_USD_PER_GB = 0.045
 # Karpenter's chart runs 2 replicas; at 1 vCPU / 1 GiB requests Fargate bills 1 vCPU / 2 GB each.
 KARPENTER_FARGATE = (2, 1.0, 2.0)
 # CoreDNS (EKS add-on, 2 replicas, 100m / 70Mi requests) lands on the smallest size, 0.25 vCPU / 0.5 GB.
@@ -87,6 +95,23 @@ def cost_items(config: PlatformConfig) -> list[CostItem]:
         ),
         CostItem("KMS key", KMS_USD_PER_KEY_MONTH / HOURS_PER_MONTH, "EKS secrets encryption"),
     ]
+    weights_gb = weights_bytes(config.model) / 1e9
+    items.append(
+        CostItem(
+            "Weights in S3",
+            weights_gb * S3_USD_PER_GB_MONTH / HOURS_PER_MONTH,
+            f"{weights_gb:.1f} GB of {config.model.id} in S3 Standard",
+        )
+    )
+    if config.llm.image_cached:
+        image_gb = IMAGE_COMPRESSED_BYTES / 1e9
+        items.append(
+            CostItem(
+                "vLLM image in ECR",
+                image_gb * ECR_USD_PER_GB_MONTH / HOURS_PER_MONTH,
+                f"{image_gb:.1f} GB cached from Docker Hub",
+            )
+        )
     if config.monitoring.persistence:
         items.append(
             CostItem(
@@ -100,3 +125,10 @@ def cost_items(config: PlatformConfig) -> list[CostItem]:
 
 def total_usd_per_hour(items: list[CostItem]) -> float:
     return sum(item.usd_per_hour for item in items)
+
+
+def nat_usd_avoided_per_cold_start(config: PlatformConfig) -> float:
+    """NAT gateway data charges a new replica no longer pays: weights from S3 (gateway endpoint) and, when
+    cached, the image from ECR, instead of Hugging Face and Docker Hub through the NAT."""
+    gb = weights_bytes(config.model) / 1e9 + (IMAGE_COMPRESSED_BYTES / 1e9 if config.llm.image_cached else 0)
+    return gb * NAT_USD_PER_GB

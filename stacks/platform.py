@@ -18,8 +18,10 @@ from components.karpenter.values import NAMESPACE as KARPENTER_NAMESPACE
 from components.monitoring.component import Monitoring, MonitoringArgs
 from components.monitoring.values import MONITORING_NAMESPACE
 from components.network.component import Network, NetworkArgs
+from components.registry.component import ImageCache, ImageCacheArgs
 from components.serving.component import ModelServer, ModelServerArgs, require_model_access
-from components.serving.manifests import ServingSettings, serving_settings
+from components.serving.manifests import DEFAULT_NAMESPACE, ServingSettings, serving_settings, weights_prefix
+from components.weights.component import ModelWeights, ModelWeightsArgs
 from stacks.config import PlatformConfig
 
 
@@ -36,7 +38,16 @@ def node_settings(config: PlatformConfig) -> NodeSettings:
 
 def model_serving(config: PlatformConfig) -> ServingSettings:
     """What the model server's manifests are built from: the llm settings, catalog entries and the plan."""
-    return serving_settings(config.llm, config.model, config.instance, config.serving, config.network.cidr)
+    return serving_settings(
+        config.llm,
+        config.model,
+        config.instance,
+        config.serving,
+        config.startup,
+        config.network.cidr,
+        config.region,
+        namespace=DEFAULT_NAMESPACE,
+    )
 
 
 def secret_output(value: SecretStr | None) -> pulumi.Output[str] | None:
@@ -112,15 +123,44 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
             depends_on=[karpenter],
         ),
     )
+    weights = ModelWeights(
+        "model-weights",
+        ModelWeightsArgs(
+            stack=config.stack,
+            stack_name=config.name,
+            namespace=serving.namespace,
+            prefix=weights_prefix(serving),
+            keep_bucket=config.llm.keep_weights_bucket,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_provider_url=cluster.oidc_provider_url,
+        ),
+    )
+    image_cache = (
+        ImageCache(
+            "image-cache",
+            ImageCacheArgs(
+                stack_name=config.name,
+                region=config.region,
+                credentials_arn=config.llm.docker_hub_credentials_arn,
+                image=config.llm.vllm_image,
+                node_role_name=karpenter.node_role_name,
+            ),
+        )
+        if config.llm.docker_hub_credentials_arn is not None
+        else None
+    )
     model_server = ModelServer(
         "model-server",
         ModelServerArgs(
             settings=serving,
             provider=cluster.provider,
+            weights=weights,
+            image=image_cache.image if image_cache is not None else None,
             api_key=secret_output(config.llm.api_key),
             hf_token=secret_output(config.llm.hf_token),
-            # GPU pods need the NodePools to get a node and the device plugin to see its GPUs.
-            depends_on=[karpenter, gpu],
+            # GPU pods need the NodePools to get a node and the device plugin to see its GPUs (and, through
+            # the cache, the nodes' right to pull through it).
+            depends_on=[karpenter, gpu, *([image_cache] if image_cache is not None else [])],
             monitoring_depends_on=[monitoring.release],
         ),
     )
@@ -152,6 +192,9 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
         "model": config.model.id,
         "max_model_len": config.serving.max_model_len,
         "tensor_parallel_size": config.serving.tensor_parallel_size,
+        "weights_bucket": weights.bucket_name,
+        "model_uri": weights.model_uri,
+        "vllm_image": image_cache.image if image_cache is not None else config.llm.vllm_image,
         "endpoint_service": model_server.endpoint_service,
         "endpoint_port": model_server.endpoint_port,
         "endpoint_url": model_server.in_cluster_url,

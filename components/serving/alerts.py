@@ -50,7 +50,7 @@ def alerts(settings: ServingSettings) -> list[Alert]:
             f" and on (namespace, deployment) (kube_deployment_spec_replicas{{{deployment}}} > 0)",
             # A fresh replica may need a new node, the image and the weights before it is ready: alerting
             # earlier would fire on every first start and model change.
-            _minutes(replica_ready_seconds(settings.weights_gib)),
+            _minutes(replica_ready_seconds(settings.startup)),
             "critical",
             "No vLLM replica of {{ $labels.namespace }} has been ready for longer than a fresh start takes",
             "The model endpoint answers nothing. Check `kubectl -n {{ $labels.namespace }} get pods,events` for "

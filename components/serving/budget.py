@@ -5,10 +5,9 @@ away). Each replica asks for an equal share of what the node offers after the Da
 node only if the pending pods' requests fit its allocatable, so requests sized from the instance's
 allocatable let `replicas_per_node` replicas land on one node, as the sizing plan intends.
 
-Start-up is slow and dominated by the model: each new pod downloads the weights from Hugging Face into an
-emptyDir (a fresh pod starts with an empty cache), loads them into GPU memory, then compiles and captures
-CUDA graphs. Probes and timeouts are derived from the weights' size so a large model is not killed while it
-is still downloading.
+Start-up follows the stack's startup budget (stacks/startup.py: node launch, image pull, weights streamed
+from S3, engine start). Probes and timeouts allow a multiple of it, so a slow start is not mistaken for a
+stuck one.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ import math
 from dataclasses import dataclass
 
 from stacks.catalogs.instances import GpuInstance
-
-GIB_IN_MIB = 1024
+from stacks.startup import StartupBudget
 
 # DaemonSets on every GPU node and what they request (scheduling counts requests, not use):
 #   kube-proxy (EKS add-on)                         100m
@@ -35,26 +33,17 @@ DAEMONSET_MEMORY_MIB = 1024
 # vLLM's Kubernetes guide mounts a 2Gi memory emptyDir. It counts against the pod's memory.
 SHM_GIB_PER_GPU = 2
 
-# Model cache: the safetensors weights plus 10% (tokenizer, config, filesystem slack), and room for the
-# compile caches vLLM keeps beside them (torch.compile, Triton, FlashInfer kernels).
-CACHE_WEIGHTS_FACTOR = 1.1
+# Local cache: the weights stream from S3 straight into GPU memory, so the disk holds only the config and
+# tokenizer vLLM pulls beside them and the compile caches (torch.compile, Triton, FlashInfer kernels).
+MODEL_FILES_GIB = 1
 COMPILE_CACHE_GIB = 10
 # Beyond the cache: the container's writable layer and its logs.
 WRITABLE_LAYER_GIB = 5
 
-# Start-up time, kept deliberately pessimistic (a probe that gives up too early restarts the download):
-# Hugging Face downloads through the NAT gateway at 25 MiB/s (200 Mbit/s; the Xet/CDN path is usually
-# several times faster), weights load from local NVMe at 200 MiB/s, and engine start-up (CUDA context,
-# memory profiling, torch.compile, CUDA graph capture) takes five minutes.
-DOWNLOAD_MIB_PER_SECOND = 25
-LOAD_MIB_PER_SECOND = 200
-ENGINE_INIT_SECONDS = 300
+# A startup probe that gives up restarts the whole load, and a rollout marked failed stops `pulumi up`: both
+# allow three times the budget (a slow S3 stream once burst credits are gone, a slow first compile).
+STARTUP_MARGIN = 3
 STARTUP_PROBE_PERIOD_SECONDS = 10
-
-# Before the container starts at all: Karpenter launches the instance, it boots and joins, the NVIDIA
-# device plugin advertises the GPUs (about five minutes), and the multi-GB vLLM image is pulled.
-NODE_READY_SECONDS = 600
-IMAGE_PULL_SECONDS = 900
 
 # Graceful stop: the Service drops the pod's endpoint while the preStop hook sleeps, then vLLM gets SIGTERM,
 # lets the requests it is running finish for up to DRAIN_SECONDS (its --shutdown-timeout, whose default 0
@@ -81,12 +70,12 @@ class ReplicaResources:
 
 
 def replica_resources(
-    instance: GpuInstance, replicas_per_node: int, tensor_parallel_size: int, weights_gib: float
+    instance: GpuInstance, replicas_per_node: int, tensor_parallel_size: int
 ) -> ReplicaResources:
     """An equal share of the node's allocatable CPU and memory after the DaemonSets, rounded down."""
     cpu = (instance.allocatable_cpu_millicores - DAEMONSET_CPU_MILLICORES) // replicas_per_node
     memory = (instance.allocatable_memory_mib - DAEMONSET_MEMORY_MIB) // replicas_per_node
-    cache = model_cache_gib(weights_gib)
+    cache = MODEL_FILES_GIB + COMPILE_CACHE_GIB
     return ReplicaResources(
         gpus=tensor_parallel_size,
         cpu_millicores=cpu // 100 * 100,
@@ -97,32 +86,20 @@ def replica_resources(
     )
 
 
-def model_cache_gib(weights_gib: float) -> int:
-    return math.ceil(weights_gib * CACHE_WEIGHTS_FACTOR + COMPILE_CACHE_GIB)
+def startup_probe_failure_threshold(budget: StartupBudget) -> int:
+    """Probe failures allowed from the container's start: the weights' stream and the engine's start."""
+    return math.ceil(budget.container_seconds * STARTUP_MARGIN / STARTUP_PROBE_PERIOD_SECONDS)
 
 
-def startup_seconds(weights_gib: float) -> int:
-    """Download, load and engine start-up of one replica, from container start to /health answering."""
-    weights_mib = weights_gib * GIB_IN_MIB
-    return math.ceil(
-        weights_mib / DOWNLOAD_MIB_PER_SECOND + weights_mib / LOAD_MIB_PER_SECOND + ENGINE_INIT_SECONDS
-    )
-
-
-def startup_probe_failure_threshold(weights_gib: float) -> int:
-    return math.ceil(startup_seconds(weights_gib) / STARTUP_PROBE_PERIOD_SECONDS)
-
-
-def replica_ready_seconds(weights_gib: float) -> int:
-    """From a pod being created to it serving, when it needs a new node: the worst case of one replica."""
-    probe_window = startup_probe_failure_threshold(weights_gib) * STARTUP_PROBE_PERIOD_SECONDS
-    return NODE_READY_SECONDS + IMAGE_PULL_SECONDS + probe_window
+def replica_ready_seconds(budget: StartupBudget) -> int:
+    """From a pod being created to it serving, when it needs a new node: the whole budget, with margin."""
+    return budget.total_seconds * STARTUP_MARGIN
 
 
 def termination_grace_seconds() -> int:
     return PRE_STOP_SLEEP_SECONDS + DRAIN_SECONDS + TEARDOWN_SECONDS
 
 
-def rollout_seconds(weights_gib: float, replicas: int) -> int:
+def rollout_seconds(budget: StartupBudget, replicas: int) -> int:
     """How long `pulumi up` may wait for the Deployment: an update replaces replicas one at a time."""
-    return replica_ready_seconds(weights_gib) * max(replicas, 1)
+    return replica_ready_seconds(budget) * max(replicas, 1)

@@ -1,10 +1,11 @@
 """ModelServer: one model served by vLLM behind an OpenAI-compatible API, in its own namespace.
 
 It creates the namespace, the credentials Secret (the API key, generated unless configured, and the Hugging
-Face token), the Deployment sized by the serving plan, the Service, a PodDisruptionBudget when there is more
-than one replica, the ServiceMonitor and PrometheusRule (which need the Prometheus Operator's CRDs, hence
-`monitoring_depends_on`) and the Grafana dashboard. The manifests come from the pure builders in
-serving_manifests, serving_alerts and serving_dashboard.
+Face token), the ServiceAccounts of the model server and of the staging Job (IRSA roles from ModelWeights),
+the Job that stages the model revision into the bucket, the Deployment sized by the serving plan (after the
+Job), the Service, a PodDisruptionBudget when there is more than one replica, the ServiceMonitor and
+PrometheusRule (which need the Prometheus Operator's CRDs, hence `monitoring_depends_on`) and the Grafana
+dashboard. The manifests come from the pure builders in components/serving and components/weights.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from components.serving.budget import replica_ready_seconds, rollout_seconds
 from components.serving.dashboard import VLLM_DASHBOARD_TITLE, vllm_dashboard
 from components.serving.manifests import (
     APP_NAME,
+    ModelSource,
     ServingSettings,
     credentials_secret,
     deployment_manifest,
@@ -32,6 +34,16 @@ from components.serving.manifests import (
     pod_disruption_budget,
     service_manifest,
     service_monitor,
+    staging_settings,
+)
+from components.weights.component import ModelWeights
+from components.weights.layout import SERVER_SERVICE_ACCOUNT, STAGER_SERVICE_ACCOUNT
+from components.weights.staging import (
+    ingress_lockdown,
+    script_configmap,
+    service_account,
+    staging_job,
+    staging_seconds,
 )
 
 # Long enough to be hard to guess, and letters and digits only so it fits an HTTP header and a shell unquoted.
@@ -56,6 +68,10 @@ def require_model_access(settings: ServingSettings) -> None:
 class ModelServerArgs:
     settings: ServingSettings
     provider: k8s.Provider
+    # The bucket the model revision is staged into, and the IRSA roles that read and write it.
+    weights: ModelWeights
+    # The vLLM image as the stack's ECR pull-through cache serves it; None: the configured image as is.
+    image: pulumi.Input[str] | None = None
     # The API key clients must send (a Pulumi secret); None: one is generated.
     api_key: pulumi.Output[str] | None = None
     # The Hugging Face token for gated models (a Pulumi secret).
@@ -94,7 +110,12 @@ class ModelServer(pulumi.ComponentResource):
         )
         self.api_key = pulumi.Output.secret(self._api_key())
         credentials = self._credentials()
-        self.deployment = self._deployment(credentials)
+        image = args.image if args.image is not None else settings.image
+        staged = self._staging(credentials, image)
+        reader = self._service_account(SERVER_SERVICE_ACCOUNT, args.weights.reader_role_arn)
+        self.deployment = self._deployment(
+            ModelSource(uri=args.weights.model_uri, image=image), [credentials, reader, staged]
+        )
         service = service_manifest(settings)
         self.service = k8s.core.v1.Service(
             f"{name}-service", metadata=service["metadata"], spec=service["spec"], opts=self._in_namespace
@@ -159,20 +180,66 @@ class ModelServer(pulumi.ComponentResource):
             ),
         )
 
-    def _deployment(self, credentials: k8s.core.v1.Secret) -> k8s.apps.v1.Deployment:
-        weights_gib, replicas = self._settings.weights_gib, self._settings.replicas
-        manifest = deployment_manifest(self._settings)
+    def _service_account(self, name: str, role_arn: pulumi.Input[str]) -> k8s.core.v1.ServiceAccount:
+        manifest = service_account(
+            self._settings.namespace, name, role_arn, {"app.kubernetes.io/managed-by": "pulumi"}
+        )
+        return k8s.core.v1.ServiceAccount(
+            f"{self._name}-{name}-service-account",
+            metadata=manifest["metadata"],
+            automount_service_account_token=manifest["automountServiceAccountToken"],
+            opts=self._in_namespace,
+        )
+
+    def _staging(self, credentials: k8s.core.v1.Secret, image: pulumi.Input[str]) -> k8s.batch.v1.Job:
+        """The Job that copies the model revision into the bucket; `pulumi up` waits for it to complete."""
+        staging = staging_settings(self._settings, image)
+        writer = self._service_account(STAGER_SERVICE_ACCOUNT, self._args.weights.writer_role_arn)
+        script = script_configmap(staging)
+        configmap = k8s.core.v1.ConfigMap(
+            f"{self._name}-stage-weights-script",
+            metadata=script["metadata"],
+            data=script["data"],
+            opts=self._in_namespace,
+        )
+        lockdown = ingress_lockdown(staging)
+        k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-stage-weights-network-policy",
+            metadata=lockdown["metadata"],
+            spec=lockdown["spec"],
+            opts=self._in_namespace,
+        )
+        manifest = staging_job(staging, self._args.weights.bucket_name)
+        limit = staging_seconds(staging.weights_bytes)
+        return k8s.batch.v1.Job(
+            f"{self._name}-stage-weights",
+            metadata=manifest["metadata"],
+            spec=manifest["spec"],
+            opts=self._in_namespace.merge(
+                pulumi.ResourceOptions(
+                    depends_on=[credentials, writer, configmap],
+                    # The Job's own deadline ends it first; its failure then fails `pulumi up` with its message.
+                    custom_timeouts=pulumi.CustomTimeouts(create=f"{limit + 60}s", update=f"{limit + 60}s"),
+                )
+            ),
+        )
+
+    def _deployment(
+        self, source: ModelSource, depends_on: Sequence[pulumi.Resource]
+    ) -> k8s.apps.v1.Deployment:
+        budget, replicas = self._settings.startup, self._settings.replicas
+        manifest = deployment_manifest(self._settings, source)
         return k8s.apps.v1.Deployment(
             f"{self._name}-deployment",
             metadata=manifest["metadata"],
             spec=manifest["spec"],
             opts=self._in_namespace.merge(
                 pulumi.ResourceOptions(
-                    depends_on=[credentials],
-                    # Pulumi waits for the rollout; its default 10 minutes ends before a first download does.
+                    depends_on=[*depends_on],
+                    # Pulumi waits for the rollout; its default 10 minutes can end before a new node serves.
                     custom_timeouts=pulumi.CustomTimeouts(
-                        create=f"{replica_ready_seconds(weights_gib)}s",
-                        update=f"{rollout_seconds(weights_gib, replicas)}s",
+                        create=f"{replica_ready_seconds(budget)}s",
+                        update=f"{rollout_seconds(budget, replicas)}s",
                     ),
                 )
             ),

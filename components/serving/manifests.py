@@ -11,10 +11,15 @@ Facts these builders rely on (checked against upstream, not run here):
   --api-key) and keeps it out of the pod spec. The key guards only paths under /v1, /v2, /inference and
   /cohere, so /health and /metrics answer probes and Prometheus without it (GUARDED_PREFIX in
   vllm/entrypoints/serve/middleware/authenticate.py at v0.33.0).
-- huggingface_hub reads the token for gated downloads from the file HF_TOKEN_PATH names
-  (huggingface_hub/constants.py) and keeps its cache under HF_HOME; vLLM keeps its compile cache under
-  VLLM_CACHE_ROOT and stops reporting usage statistics with VLLM_NO_USAGE_STATS=1 (vllm/envs.py). vLLM reads
-  its API key only from --api-key or VLLM_API_KEY (vllm/envs.py, entrypoints/common/cli_args.py), never a file.
+- The weights stream from the stack's S3 bucket with `--load-format runai_streamer` and an `s3://` model path
+  (vllm/config/load.py; vllm/model_executor/model_loader/runai_streamer_loader.py takes `concurrency` and
+  `memory_limit` in --model-loader-extra-config); vLLM pulls the config and tokenizer from the same path
+  (vllm/config/model.py). The image carries the streamer: docker/Dockerfile's vllm-openai-base stage installs
+  `runai-model-streamer[s3,gcs]` (read at vllm-project/vllm commit dead20ba; v0.33's `runai` extra pins
+  runai-model-streamer>=0.15.7). It reads S3 with the standard AWS credential chain, here the pod's IRSA role.
+- vLLM keeps its compile cache under VLLM_CACHE_ROOT and stops reporting usage statistics with
+  VLLM_NO_USAGE_STATS=1 (vllm/envs.py). It reads its API key only from --api-key or VLLM_API_KEY (vllm/envs.py,
+  entrypoints/common/cli_args.py), never a file.
 - A Service of type LoadBalancer is reconciled by the AWS cloud provider built into EKS (no AWS Load
   Balancer Controller is installed): `service.beta.kubernetes.io/aws-load-balancer-type: nlb` asks for a
   Network Load Balancer and `service.beta.kubernetes.io/aws-load-balancer-internal: "true"` keeps it inside
@@ -23,6 +28,7 @@ Facts these builders rely on (checked against upstream, not run here):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +44,13 @@ from components.serving.budget import (
     startup_probe_failure_threshold,
     termination_grace_seconds,
 )
+from components.weights.layout import SERVER_SERVICE_ACCOUNT, model_prefix, streamer_config
+from components.weights.staging import StagingSettings
 from stacks.catalogs.instances import GpuInstance
 from stacks.catalogs.models import ModelSpec
 from stacks.config import LlmSettings
-from stacks.sizing import ServingPlan
+from stacks.sizing import ServingPlan, weights_bytes
+from stacks.startup import StartupBudget
 
 DEFAULT_NAMESPACE = "llm"
 APP_NAME = "vllm"
@@ -52,10 +61,6 @@ CREDENTIALS_SECRET = "vllm-credentials"
 API_KEY_ENTRY = "api-key"
 HF_TOKEN_ENTRY = "hf-token"
 MODEL_CACHE_PATH = "/models"
-# The Hugging Face token as a file, read by huggingface_hub through HF_TOKEN_PATH: out of the environment,
-# which /proc/<pid>/environ and crash dumps show.
-HF_TOKEN_DIR = "/var/run/secrets/huggingface"
-HF_TOKEN_FILE = "token"
 VLLM_USER_ID = 2000
 VLLM_GROUP_ID = 0
 # The API server sets it on every namespace, to the namespace's name (Kubernetes 1.22+ well-known labels).
@@ -80,6 +85,10 @@ class ServingSettings:
     replicas_per_node: int
     nodes: int
     weights_gib: float
+    weights_bytes: float
+    model_revision: str
+    region: str
+    startup: StartupBudget
     instance: GpuInstance
     extra_engine_args: tuple[str, ...]
     service_type: str
@@ -97,7 +106,9 @@ def serving_settings(
     model: ModelSpec,
     instance: GpuInstance,
     plan: ServingPlan,
+    startup: StartupBudget,
     vpc_cidr: str,
+    region: str,
     namespace: str = DEFAULT_NAMESPACE,
     node_pool: str = GPU_POOL,
 ) -> ServingSettings:
@@ -114,6 +125,10 @@ def serving_settings(
         replicas_per_node=plan.replicas_per_node,
         nodes=plan.nodes,
         weights_gib=plan.weights_gib,
+        weights_bytes=weights_bytes(model),
+        model_revision=llm.model_revision,
+        region=region,
+        startup=startup,
         instance=instance,
         extra_engine_args=llm.extra_engine_args,
         service_type=llm.service_type,
@@ -122,6 +137,43 @@ def serving_settings(
         vpc_cidr=vpc_cidr,
         node_pool=node_pool,
         with_hf_token=llm.hf_token is not None,
+    )
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where replicas get the weights and the image, known once the bucket (and the image cache) exist:
+    plain strings in tests, Pulumi Outputs in the program."""
+
+    uri: Any
+    image: Any
+
+
+def weights_prefix(settings: ServingSettings) -> str:
+    return model_prefix(settings.model_id, settings.model_revision)
+
+
+def staging_settings(settings: ServingSettings, image: Any) -> StagingSettings:
+    """What the staging Job copies, with the token from the model server's credentials Secret."""
+    return StagingSettings(
+        namespace=settings.namespace,
+        model_id=settings.model_id,
+        revision=settings.model_revision,
+        prefix=weights_prefix(settings),
+        image=image,
+        configured_image=settings.image,
+        region=settings.region,
+        weights_bytes=settings.weights_bytes,
+        with_hf_token=settings.with_hf_token,
+        credentials_secret=CREDENTIALS_SECRET,
+        hf_token_entry=HF_TOKEN_ENTRY,
+        labels={
+            "app.kubernetes.io/name": "stage-weights",
+            "app.kubernetes.io/instance": settings.namespace,
+            "app.kubernetes.io/component": "weights-staging",
+            "app.kubernetes.io/managed-by": "pulumi",
+            "selfhost/model": settings.model_label,
+        },
     )
 
 
@@ -173,12 +225,17 @@ def credentials_secret(settings: ServingSettings, api_key: Any, hf_token: Any | 
     }
 
 
-def engine_args(settings: ServingSettings) -> list[str]:
-    """`vllm serve` arguments: the model, the sizing plan's engine settings, then the stack's extra args."""
+def engine_args(settings: ServingSettings, model_uri: Any, replica_memory_mib: int) -> list[Any]:
+    """`vllm serve` arguments: the weights' S3 path, the sizing plan's engine settings, then the stack's extra
+    args. Clients still name the model by its Hugging Face id (--served-model-name)."""
     return [
-        settings.model_id,
+        model_uri,
         "--served-model-name",
         settings.model_id,
+        "--load-format",
+        "runai_streamer",
+        "--model-loader-extra-config",
+        json.dumps(streamer_config(settings.instance, replica_memory_mib), sort_keys=True),
         "--port",
         str(HTTP_PORT),
         "--tensor-parallel-size",
@@ -206,9 +263,9 @@ def container_env(settings: ServingSettings) -> list[dict[str, Any]]:
         {"name": "VLLM_CACHE_ROOT", "value": f"{MODEL_CACHE_PATH}/vllm"},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
         _secret_env("VLLM_API_KEY", API_KEY_ENTRY),
+        # The Run:ai streamer's S3 client: the bucket is in the stack's region.
+        {"name": "AWS_REGION", "value": settings.region},
     ]
-    if settings.with_hf_token:
-        env.append({"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/{HF_TOKEN_FILE}"})
     return env
 
 
@@ -221,14 +278,14 @@ def _health_probe(period: int, failure_threshold: int) -> dict[str, Any]:
     }
 
 
-def _container(settings: ServingSettings, resources: ReplicaResources) -> dict[str, Any]:
+def _container(settings: ServingSettings, resources: ReplicaResources, source: ModelSource) -> dict[str, Any]:
     return {
         "name": CONTAINER_NAME,
-        "image": settings.image,
-        # The image is pinned (by tag, or by digest: llm:vllmImage) and about 10 GB: a start on a node that
-        # has it uses it, and no start asks Docker Hub again (its anonymous pull limit counts manifest reads).
+        "image": source.image,
+        # The image is pinned (by tag, or by digest: llm:vllmImage) and about 13 GB: a start on a node that
+        # has it uses it, and no start asks the registry again (Docker Hub's anonymous limit counts manifest reads).
         "imagePullPolicy": "IfNotPresent",
-        "args": engine_args(settings),
+        "args": engine_args(settings, source.uri, resources.memory_mib),
         "ports": [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": container_env(settings),
         "resources": {
@@ -245,15 +302,11 @@ def _container(settings: ServingSettings, resources: ReplicaResources) -> dict[s
         "volumeMounts": [
             {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
             {"name": "dshm", "mountPath": "/dev/shm"},
-            *(
-                [{"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True}]
-                if settings.with_hf_token
-                else []
-            ),
         ],
-        # Until /health answers, only the startup probe runs; its window covers the first download.
+        # Until /health answers, only the startup probe runs; its window covers the weights' stream and the
+        # engine's start.
         "startupProbe": _health_probe(
-            STARTUP_PROBE_PERIOD_SECONDS, startup_probe_failure_threshold(settings.weights_gib)
+            STARTUP_PROBE_PERIOD_SECONDS, startup_probe_failure_threshold(settings.startup)
         ),
         "readinessProbe": _health_probe(5, 3),
         # A busy engine answers /health late; a minute of failures means it is stuck, not loaded.
@@ -300,11 +353,13 @@ def topology_spread(settings: ServingSettings) -> list[dict[str, Any]]:
     ]
 
 
-def deployment_manifest(settings: ServingSettings) -> dict[str, Any]:
+def deployment_manifest(settings: ServingSettings, source: ModelSource) -> dict[str, Any]:
     resources = replica_resources(
-        settings.instance, settings.replicas_per_node, settings.tensor_parallel_size, settings.weights_gib
+        settings.instance, settings.replicas_per_node, settings.tensor_parallel_size
     )
     pod_spec: dict[str, Any] = {
+        # Its IRSA role reads the model's S3 prefix; the pod never talks to the Kubernetes API.
+        "serviceAccountName": SERVER_SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,
         # Service links would set VLLM_PORT=tcp://IP:8000 from the Service named `vllm`; vLLM reads VLLM_PORT
         # as its internal port number and exits on a URI (get_vllm_port in vllm/envs.py at v0.33.0).
@@ -319,25 +374,12 @@ def deployment_manifest(settings: ServingSettings) -> dict[str, Any]:
         # GPU nodes carry the GPU pool's taint.
         "tolerations": gpu_taint_tolerations(),
         "terminationGracePeriodSeconds": termination_grace_seconds(),
-        "containers": [_container(settings, resources)],
+        "containers": [_container(settings, resources, source)],
         "volumes": [
-            # On the node's instance-store NVMe (Karpenter's RAID0 ephemeral storage); a new pod downloads anew.
+            # On the node's instance-store NVMe (Karpenter's RAID0 ephemeral storage): config, tokenizer and
+            # compile caches; the weights themselves go from S3 to GPU memory.
             {"name": "model-cache", "emptyDir": {"sizeLimit": f"{resources.model_cache_gib}Gi"}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{resources.shm_gib}Gi"}},
-            *(
-                [
-                    {
-                        "name": "hf-token",
-                        "secret": {
-                            "secretName": CREDENTIALS_SECRET,
-                            "items": [{"key": HF_TOKEN_ENTRY, "path": HF_TOKEN_FILE}],
-                            "defaultMode": 0o440,
-                        },
-                    }
-                ]
-                if settings.with_hf_token
-                else []
-            ),
         ],
     }
     spread = topology_spread(settings)
@@ -353,8 +395,8 @@ def deployment_manifest(settings: ServingSettings) -> dict[str, Any]:
             # Surge, never drop: the new pod (on a node Karpenter buys if needed) must be serving before an
             # old one goes, so a model change or upgrade keeps the endpoint up.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            # The default 600 s would mark the rollout failed while the first pod is still downloading.
-            "progressDeadlineSeconds": replica_ready_seconds(settings.weights_gib),
+            # The default 600 s would mark the rollout failed while a first pod still waits for its node and image.
+            "progressDeadlineSeconds": replica_ready_seconds(settings.startup),
             "revisionHistoryLimit": 3,
             "template": {
                 "metadata": {
@@ -376,12 +418,12 @@ def security_check_exceptions(settings: ServingSettings) -> dict[str, str]:
     reasons = {
         "CKV_K8S_11": "no CPU limit: CFS throttling of the tokenizer and scheduler threads only adds latency; the "
         "GPU taint keeps other workloads off the node and the request reserves the replica's share",
-        "CKV_K8S_15": "imagePullPolicy IfNotPresent: the image is pinned and 10 GB; Always would ask Docker Hub on "
-        "every start, against its anonymous pull limit",
+        "CKV_K8S_15": "imagePullPolicy IfNotPresent: the image is pinned and 13 GB; Always would ask the registry on "
+        "every start (Docker Hub counts that against its anonymous pull limit)",
         "CKV_K8S_22": "vLLM, Triton and FlashInfer write kernels and caches under HOME and /tmp at run time; a "
         "read-only root would need each such path found and mounted, and a miss shows only on a GPU node",
         "CKV_K8S_35": "vLLM reads its API key only from --api-key or VLLM_API_KEY; the Secret-backed variable keeps "
-        "it out of the pod spec and the process arguments (the Hugging Face token is a mounted file)",
+        "it out of the pod spec and the process arguments",
         "CKV_K8S_40": "UID 2000 is the image's own non-root user (vllm); a UID missing from /etc/passwd breaks "
         "torch's getpass.getuser() at import",
     }
@@ -510,7 +552,7 @@ def missing_token_error(settings: ServingSettings) -> str | None:
     if not settings.gated or settings.with_hf_token:
         return None
     return (
-        f"{settings.model_id} is gated on Hugging Face and llm:hfToken is not set, so vLLM could not download "
-        "it. Accept the model's licence on its Hugging Face page, create a read token, then run "
+        f"{settings.model_id} is gated on Hugging Face and llm:hfToken is not set, so the staging Job could not "
+        "copy it into the stack's bucket. Accept the model's licence on its Hugging Face page, create a read token, then run "
         "`pulumi config set --secret llm:hfToken hf_...` and `pulumi up` again."
     )

@@ -12,7 +12,13 @@ from typing import Any
 import yaml
 
 from selfhost.plan.diff import PlanDiffError, PlanFiles, diff_markdown, diff_plans, read_plan
-from selfhost.plan.report import build_report, kv_cache_text, placement, report_markdown
+from selfhost.plan.report import (
+    STARTUP_PHASE_NAMES,
+    build_report,
+    kv_cache_text,
+    placement,
+    report_markdown,
+)
 from selfhost.plan.runner import PROJECT_DIR, PlanResult, RecordedResource, plan_stack
 from stacks.config import ConfigError
 
@@ -136,6 +142,14 @@ def write_plan(result: PlanResult, out: Path, project_dir: Path = PROJECT_DIR) -
     return report
 
 
+def startup_line(startup: dict[str, Any]) -> str:
+    line = f"{startup['total_seconds']} s for a replica on a new node (target {startup['target_seconds']} s"
+    if startup["meets_target"]:
+        return line + ")"
+    bound = STARTUP_PHASE_NAMES[startup["bound"]].lower()
+    return f"{line}; the {bound} bounds it at {startup['phases'][startup['bound']]['seconds']} s)"
+
+
 def summary(report: dict[str, Any], out: Path) -> str:
     sizing, cost = report["sizing"], report["cost"]
     width = max((len(t) for t in report["resources"]["by_type"]), default=10)
@@ -149,6 +163,7 @@ def summary(report: dict[str, Any], out: Path) -> str:
         f"  Sizing   TP {sizing['tensor_parallel_size']}, max_model_len {sizing['max_model_len']}, "
         f"KV cache {kv_cache_text(sizing)}, "
         f"{sizing['gpu_memory_gib_required']} of {sizing['gpu_memory_gib_available']} GiB per GPU",
+        f"  Startup  {startup_line(report['startup'])}",
         f"  Cost     ${cost['total_usd_per_hour']:.2f}/h (about ${cost['total_usd_per_month']:,.0f}/month)",
         *(f"  Warning  {warning}" for warning in report["warnings"]),
         "",

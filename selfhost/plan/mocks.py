@@ -109,6 +109,12 @@ def _aws_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
         }
     if type_ == "aws:kms/key:Key":
         return {"arn": _arn("kms", "key/1234abcd-12ab-34cd-56ef-1234567890ab"), "keyId": "1234abcd"}
+    if type_ == "aws:s3/bucket:Bucket":
+        # Auto-naming from bucket_prefix appends a timestamp and a counter.
+        bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix', name)}20261201000000000001"
+        return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "id": bucket}
+    if type_ == "aws:ecr/pullThroughCacheRule:PullThroughCacheRule":
+        return {"registryId": ACCOUNT_ID}
     if type_ == "aws:cloudwatch/eventRule:EventRule":
         return {"arn": _arn("events", f"rule/{resource_name}"), "name": resource_name}
     return {"arn": _arn(type_.split(":")[1].split("/")[0], f"{resource_name}")}

@@ -10,7 +10,7 @@ from typing import Any
 
 from components.serving.budget import SPOT_NOTICE_SECONDS, termination_grace_seconds
 from selfhost.plan.runner import PROJECT_DIR, PlanResult
-from stacks.cost import PRICE_REGION, cost_items, total_usd_per_hour
+from stacks.cost import PRICE_REGION, cost_items, nat_usd_avoided_per_cold_start, total_usd_per_hour
 from stacks.quota import check_command, quota_needs
 
 
@@ -42,9 +42,18 @@ def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[st
         "model": config.model.id,
         "instance_type": config.instance.name,
         "sizing": asdict(config.serving),
+        "startup": {
+            "phases": {name: asdict(phase) for name, phase in config.startup.phases.items()},
+            "total_seconds": config.startup.total_seconds,
+            "target_seconds": config.startup.target_seconds,
+            "meets_target": config.startup.meets_target,
+            "bound": config.startup.bound,
+            "image_source": "ecr-pull-through-cache" if config.llm.image_cached else "docker-hub",
+        },
         "cost": {
             "total_usd_per_hour": round(total_usd_per_hour(items), 4),
             "total_usd_per_month": round(total_usd_per_hour(items) * 730, 2),
+            "nat_usd_avoided_per_cold_start": round(nat_usd_avoided_per_cold_start(config), 2),
             "items": [
                 {"name": item.name, "usd_per_hour": round(item.usd_per_hour, 4), "detail": item.detail}
                 for item in items
@@ -78,6 +87,39 @@ def placement(sizing: dict[str, Any], instance_type: str) -> str:
         f"{sizing['replicas']} replica(s) on {nodes} x {instance_type} node(s), "
         f"{sizing['replicas_per_node']} replica(s) per node"
     )
+
+
+STARTUP_PHASE_NAMES = {
+    "node_launch": "Node launch",
+    "image_pull": "Image pull",
+    "weight_load": "Weight load",
+    "engine_start": "Engine start",
+}
+
+
+def startup_markdown(startup: dict[str, Any]) -> list[str]:
+    """The startup budget as a table, and whether it meets its target or what bounds it."""
+    verdict = (
+        f"within the {startup['target_seconds']} s target"
+        if startup["meets_target"]
+        else f"over the {startup['target_seconds']} s target: the "
+        f"{STARTUP_PHASE_NAMES[startup['bound']].lower()} bounds it "
+        f"({startup['phases'][startup['bound']]['seconds']} s)"
+    )
+    return [
+        "## Startup budget",
+        "",
+        "A new replica on a new GPU node, from the pod's creation to serving:",
+        "",
+        "| Phase | Seconds | Assumption | Source |",
+        "|---|---:|---|---|",
+        *(
+            f"| {STARTUP_PHASE_NAMES[name]} | {phase['seconds']} | {phase['assumption']} | {phase['source']} |"
+            for name, phase in startup["phases"].items()
+        ),
+        f"| **Total** | **{startup['total_seconds']}** | {verdict} | |",
+        "",
+    ]
 
 
 def kv_cache_text(sizing: dict[str, Any]) -> str:
@@ -126,6 +168,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| Replicas per node / nodes | {sizing['replicas_per_node']} / {sizing['nodes']} |",
         f"| GPU limit of the GPU node pool | {sizing['gpu_limit']} |",
         "",
+        *startup_markdown(report["startup"]),
         "## EC2 quota a rollout needs",
         "",
         "vCPUs each quota must allow in the region (the GPU pool's limit includes one spare node for rollouts):",
@@ -145,6 +188,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         "|---|---:|---|",
         *(f"| {i['name']} | {i['usd_per_hour']:.4f} | {i['detail']} |" for i in cost["items"]),
         f"| **Total** | **{cost['total_usd_per_hour']:.4f}** | about ${cost['total_usd_per_month']:,.0f} a month |",
+        "",
+        f"Each new replica reads its weights{' and image' if report['startup']['image_source'] != 'docker-hub' else ''} "
+        f"in-region instead of through the NAT gateway: ${cost['nat_usd_avoided_per_cold_start']:.2f} of NAT data "
+        "charges avoided per cold start.",
         "",
         "## Resources",
         "",

@@ -8,6 +8,8 @@ Sources:
   vllm-kv-observations.csv row 6); L40S 45,373 (44.31 GiB, the lowest of the 44.31-44.39 GiB vLLM logs show);
   A100 40GB 40,335 (39.39 GiB, row 5); H100 80GB 81,080 (79.18 GiB, rows 11 and 18).
 - Local NVMe instance storage (GB): the EC2 accelerated-computing instance specifications pages.
+- Baseline network bandwidth (Mbit/s; "up to" types burst above it for a while): Karpenter v1.14 docs,
+  reference/instance-types.md, label karpenter.k8s.aws/instance-network-bandwidth.
 - us-west-2 Linux on-demand $/h: skypilot-catalog catalogs/v8/aws/vms.csv (g6.2xlarge and g6e.xlarge from
   Karpenter's zz_generated.pricing_aws.go for us-east-1; every type checked in both regions was equal).
 """
@@ -34,6 +36,7 @@ class GpuInstance:
     allocatable_memory_mib: int
     nvme_gb: int
     usd_per_hour: float
+    network_mbps: int
 
     @property
     def family(self) -> str:
@@ -47,18 +50,44 @@ class GpuInstance:
 GPU_INSTANCES: Mapping[str, GpuInstance] = {
     instance.name: instance
     for instance in (
-        GpuInstance("g6.xlarge", "NVIDIA L4", 1, 22888, 23034, 4, 16, 3920, 14162, 250, 0.8048),
-        GpuInstance("g6.2xlarge", "NVIDIA L4", 1, 22888, 23034, 8, 32, 7910, 29317, 450, 0.9776),
-        GpuInstance("g6.12xlarge", "NVIDIA L4", 4, 22888, 23034, 48, 192, 47810, 178933, 3760, 4.6016),
-        GpuInstance("g6e.xlarge", "NVIDIA L40S", 1, 45776, 45373, 4, 32, 3920, 29317, 250, 1.861),
-        GpuInstance("g6e.12xlarge", "NVIDIA L40S", 4, 45776, 45373, 48, 384, 47810, 360157, 3800, 10.49264),
-        GpuInstance("g5.xlarge", "NVIDIA A10G", 1, 22888, 22599, 4, 16, 3920, 14162, 250, 1.006),
-        GpuInstance("g5.12xlarge", "NVIDIA A10G", 4, 22888, 22599, 48, 192, 47810, 173400, 3800, 5.672),
+        GpuInstance("g6.xlarge", "NVIDIA L4", 1, 22888, 23034, 4, 16, 3920, 14162, 250, 0.8048, 2500),
+        GpuInstance("g6.2xlarge", "NVIDIA L4", 1, 22888, 23034, 8, 32, 7910, 29317, 450, 0.9776, 5000),
+        GpuInstance("g6.12xlarge", "NVIDIA L4", 4, 22888, 23034, 48, 192, 47810, 178933, 3760, 4.6016, 40000),
+        GpuInstance("g6e.xlarge", "NVIDIA L40S", 1, 45776, 45373, 4, 32, 3920, 29317, 250, 1.861, 2500),
         GpuInstance(
-            "p4d.24xlarge", "NVIDIA A100 40GB", 8, 40960, 40335, 96, 1152, 95690, 1082712, 8000, 21.95764
+            "g6e.12xlarge", "NVIDIA L40S", 4, 45776, 45373, 48, 384, 47810, 360157, 3800, 10.49264, 100000
+        ),
+        GpuInstance("g5.xlarge", "NVIDIA A10G", 1, 22888, 22599, 4, 16, 3920, 14162, 250, 1.006, 2500),
+        GpuInstance(
+            "g5.12xlarge", "NVIDIA A10G", 4, 22888, 22599, 48, 192, 47810, 173400, 3800, 5.672, 40000
         ),
         GpuInstance(
-            "p5.48xlarge", "NVIDIA H100 80GB", 8, 81920, 81080, 192, 2048, 191450, 1938410, 30400, 55.04
+            "p4d.24xlarge",
+            "NVIDIA A100 40GB",
+            8,
+            40960,
+            40335,
+            96,
+            1152,
+            95690,
+            1082712,
+            8000,
+            21.95764,
+            400000,
+        ),
+        GpuInstance(
+            "p5.48xlarge",
+            "NVIDIA H100 80GB",
+            8,
+            81920,
+            81080,
+            192,
+            2048,
+            191450,
+            1938410,
+            30400,
+            55.04,
+            3200000,
         ),
     )
 }

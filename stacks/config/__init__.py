@@ -31,6 +31,7 @@ from stacks.catalogs.models import MODELS, ModelSpec
 from stacks.config.messages import from_validation_error, invalid, plain_text_secrets
 from stacks.config.schema import (
     ANYWHERE,
+    COMMIT_HASH,
     MODEL_SIZE_KEYS,
     NAMESPACES,
     OWNED_NAMESPACES,
@@ -45,7 +46,8 @@ from stacks.config.schema import (
     config_keys,
     config_schema,
 )
-from stacks.sizing import ServingPlan, SizingError, plan_serving
+from stacks.sizing import ServingPlan, SizingError, plan_serving, weights_bytes
+from stacks.startup import StartupBudget, startup_budget
 
 __all__ = [
     "OWNED_NAMESPACES",
@@ -97,6 +99,7 @@ class PlatformConfig:
     model: ModelSpec
     instance: GpuInstance
     serving: ServingPlan
+    startup: StartupBudget
     warnings: tuple[str, ...] = ()
 
     @property
@@ -143,6 +146,8 @@ def load_config(
             errors += from_validation_error(model, error, by_namespace[model.namespace])
     llm = parsed.get("llm")
     resolved = _resolve_llm(llm, errors) if llm is not None else None
+    if llm is not None and "aws" in parsed:
+        errors += _region_mismatches(llm, parsed["aws"])
     if errors:
         raise ConfigError(errors)
     assert resolved is not None
@@ -153,8 +158,45 @@ def load_config(
         model=model,
         instance=instance,
         serving=serving,
-        warnings=(*_cluster_warnings(parsed["cluster"], context.today), *warnings),
+        startup=startup_budget(instance, weights_bytes(model), parsed["llm"].image_cached),
+        warnings=(
+            *_cluster_warnings(parsed["cluster"], context.today),
+            *warnings,
+            *_artifact_warnings(parsed["llm"]),
+        ),
     )
+
+
+def _region_mismatches(llm: LlmSettings, aws: AwsSettings) -> list[str]:
+    """An ECR pull-through rule reads its credentials from a secret in its own region."""
+    arn = llm.docker_hub_credentials_arn
+    if arn is None or arn.split(":")[3] == aws.region:
+        return []
+    return [
+        invalid(
+            "llm",
+            "dockerHubCredentialsArn",
+            f"expected a secret in the stack's region {aws.region} (the pull-through cache rule and its "
+            "credentials live in one region); copy the secret there",
+            arn,
+        )
+    ]
+
+
+def _artifact_warnings(llm: LlmSettings) -> list[str]:
+    warnings = []
+    if not COMMIT_HASH.match(llm.model_revision):
+        warnings.append(
+            f"llm:modelRevision {llm.model_revision} is not a commit: the S3 cache holds it as staged the first "
+            "time and a later change upstream is not fetched; pin the commit hash for a reproducible cache"
+        )
+    if not llm.image_cached:
+        warnings.append(
+            "llm:dockerHubCredentialsArn is unset: every new GPU node pulls the vLLM image from Docker Hub "
+            "anonymously through the NAT gateway, where its pull limit counts per address "
+            "(docs/operations.md#the-image-and-docker-hubs-limit)"
+        )
+    return warnings
 
 
 def _resolve_llm(

@@ -42,10 +42,11 @@ from stacks.overhead import BatchFlags
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
 DEFAULT_MODEL = "mistralai/Mistral-7B-Instruct-v0.2"
 DEFAULT_KUBERNETES_VERSION = "1.35"
-# `vllm serve` flags the platform sets from the sizing plan, the credentials Secret and the pod's grace period:
-# overriding them in llm:extraEngineArgs would ask the engine for other GPUs than the pod gets, put a secret in
-# the pod spec, or cut streams short on shutdown. `--device-memory-utilization` is vLLM 0.33's alias of
-# `--gpu-memory-utilization`, and `--config` could set any of them from a file (vllm/engine/arg_utils.py).
+# `vllm serve` flags the platform sets from the sizing plan, the credentials Secret, the pod's grace period and
+# the weights' S3 stream: overriding them in llm:extraEngineArgs would ask the engine for other GPUs than the pod
+# gets, put a secret in the pod spec, cut streams short on shutdown or load the weights from elsewhere.
+# `--device-memory-utilization` is vLLM 0.33's alias of `--gpu-memory-utilization`, and `--config` could set any
+# of them from a file (vllm/engine/arg_utils.py).
 MANAGED_ENGINE_FLAGS = (
     "--model",
     "--served-model-name",
@@ -58,6 +59,8 @@ MANAGED_ENGINE_FLAGS = (
     "--api-key",
     "--hf-token",
     "--shutdown-timeout",
+    "--load-format",
+    "--model-loader-extra-config",
     "--config",
 )
 PROMETHEUS_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
@@ -65,6 +68,14 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 AMI_ALIAS = re.compile(r"^al2023@(latest|v\d{8})$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+# ECR reads pull-through cache credentials only from Secrets Manager secrets whose name starts with
+# `ecr-pullthroughcache/` (AWS ECR user guide, "Creating a pull through cache rule").
+PULL_THROUGH_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:ecr-pullthroughcache/[\w/+=.@-]+$"
+)
+# A Hugging Face revision: a branch, a tag or a commit hash (no "..", which S3 keys and URLs would resolve).
+MODEL_REVISION = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 # Every region AWS has, as pulumi-aws lists it (pulumi_aws.Region, generated from the provider's schema).
 AWS_REGIONS = tuple(region.value for region in Region)
 # The one stack that may leave endpoints open to the internet without saying so: a developer's own.
@@ -73,6 +84,20 @@ ANYWHERE = "0.0.0.0/0"
 # An API key is the only thing between the internet (or the VPC) and the GPUs; 32 letters and digits are
 # about 190 bits, beyond guessing. Generated keys have 48.
 MIN_API_KEY_LENGTH = 32
+
+
+# The llm:model* keys that size a model outside the catalog, and the ModelSpec field each gives.
+MODEL_SIZE_FIELDS = {
+    "model_parameters": "parameters_b",
+    "model_layers": "layers",
+    "model_attention_heads": "attention_heads",
+    "model_kv_heads": "kv_heads",
+    "model_head_dim": "head_dim",
+    "model_context_length": "context_length",
+    "model_hidden_size": "hidden_size",
+    "model_intermediate_size": "intermediate_size",
+    "model_vocab_size": "vocab_size",
+}
 
 
 def is_managed_engine_flag(arg: str) -> bool:
@@ -223,6 +248,20 @@ class LlmSettings(Namespace):
     )
     hf_token: SecretStr | None = Field(None, description="Hugging Face token; required for gated models.")
     api_key: SecretStr | None = Field(None, description="API key clients must send; unset: one is generated.")
+    model_revision: str = Field(
+        "main",
+        description="Hugging Face revision of the model (a commit hash or tag) staged into the stack's S3 bucket and "
+        "served; pin a commit so the cache holds exactly what is served.",
+    )
+    keep_weights_bucket: bool = Field(
+        False,
+        description="Keep the S3 bucket of staged weights on `pulumi destroy`; unset, destroy empties and deletes it.",
+    )
+    docker_hub_credentials_arn: str | None = Field(
+        None,
+        description="Secrets Manager secret (name prefix ecr-pullthroughcache/) with Docker Hub credentials: the vLLM "
+        "image is then pulled through an ECR pull-through cache in the stack's region.",
+    )
     vllm_image: str = Field(
         VLLM_IMAGE,
         description="vLLM OpenAI server image, pinned by tag or, better, by digest (repo:tag@sha256:...).",
@@ -291,6 +330,32 @@ class LlmSettings(Namespace):
             raise ValueError("expected a GPU instance type from the catalog: " + ", ".join(GPU_INSTANCES))
         return name
 
+    @field_validator("model_revision")
+    @classmethod
+    def _revision(cls, revision: str) -> str:
+        if not MODEL_REVISION.match(revision):
+            raise ValueError(
+                "expected a Hugging Face branch, tag or commit hash (letters, digits, '.', '_', '-', '/'), e.g. main "
+                "or a 40-character commit"
+            )
+        return revision
+
+    @field_validator("docker_hub_credentials_arn")
+    @classmethod
+    def _pull_through_secret(cls, arn: str | None) -> str | None:
+        if arn is not None and not PULL_THROUGH_SECRET_ARN.match(arn):
+            raise ValueError(
+                "expected the ARN of a Secrets Manager secret whose name starts with ecr-pullthroughcache/ (ECR reads "
+                "pull-through credentials from no other), e.g. "
+                "arn:aws:secretsmanager:us-west-2:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf"
+            )
+        return arn
+
+    @property
+    def image_cached(self) -> bool:
+        """Whether the vLLM image comes through the stack's ECR pull-through cache."""
+        return self.docker_hub_credentials_arn is not None
+
     @field_validator("vllm_image")
     @classmethod
     def _pinned_image(cls, image: str) -> str:
@@ -348,17 +413,7 @@ class LlmSettings(Namespace):
     @property
     def model_size(self) -> dict[str, Any]:
         """The size keys of a model outside the catalog, by ModelSpec field."""
-        return {
-            "parameters_b": self.model_parameters,
-            "layers": self.model_layers,
-            "attention_heads": self.model_attention_heads,
-            "kv_heads": self.model_kv_heads,
-            "head_dim": self.model_head_dim,
-            "context_length": self.model_context_length,
-            "hidden_size": self.model_hidden_size,
-            "intermediate_size": self.model_intermediate_size,
-            "vocab_size": self.model_vocab_size,
-        }
+        return {spec_field: getattr(self, name) for name, spec_field in MODEL_SIZE_FIELDS.items()}
 
     @property
     def batch_flags(self) -> BatchFlags:
@@ -366,11 +421,7 @@ class LlmSettings(Namespace):
         return read_batch_flags(self.extra_engine_args)[0]
 
 
-MODEL_SIZE_KEYS = tuple(
-    f"llm:{key_name(name)}"
-    for name in LlmSettings.model_fields
-    if name.startswith("model_") and name != "model_gated"
-)
+MODEL_SIZE_KEYS = tuple(f"llm:{key_name(name)}" for name in MODEL_SIZE_FIELDS)
 
 
 class NetworkSettings(Namespace):

@@ -247,6 +247,21 @@ def test_a_vllm_key_in_plain_text_fails(args: list[str]) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("command", "serves"),
+    [
+        (["python3", "/opt/selfhost/stage_weights.py"], False),
+        (["vllm", "serve"], True),
+        (["python3", "-m", "vllm.entrypoints.openai.api_server"], True),
+        (["/bin/sh", "-c", "exec vllm serve m"], True),
+    ],
+)
+def test_only_a_container_that_runs_the_api_server_needs_a_key(command: list[str], serves: bool) -> None:
+    # A program of its own in the vLLM image (the staging Job's copy) opens no API; the image's entrypoint does.
+    violations = vllm_api_key_violations(DEPLOYMENT, vllm_deployment({"command": command, "args": []}))
+    assert bool(violations) == serves
+
+
 def test_a_vllm_image_from_another_registry_is_still_checked() -> None:
     mirrored = vllm_deployment(
         {"image": "123456789012.dkr.ecr.us-west-2.amazonaws.com/vllm/vllm-openai:v0.33.0"}

@@ -434,3 +434,36 @@ def test_a_list_key_given_one_value_shows_the_keys_own_example():
         """llm:extraEngineArgs: '--enforce-eager' is not valid; expected a list, e.g. ["--enforce-eager"]""",
         """cluster:publicAccessCidrs: '10.0.0.0/8' is not valid; expected a list, e.g. ["203.0.113.0/24"]""",
     ]
+
+
+@pytest.mark.parametrize(
+    "revision", ["main", "v1.0", "0123456789abcdef0123456789abcdef01234567", "refs/pr/12"]
+)
+def test_a_model_revision_is_a_branch_tag_or_commit(revision):
+    assert load({"llm:modelRevision": revision}).llm.model_revision == revision
+
+
+@pytest.mark.parametrize("revision", ["../other-model", "main branch", "", "-rf"])
+def test_a_revision_that_would_escape_its_prefix_is_refused(revision):
+    [error] = errors_of({"llm:modelRevision": revision})
+    assert error.startswith("llm:modelRevision:") and "commit hash" in error
+
+
+def test_an_unpinned_revision_and_an_uncached_image_are_warned_about():
+    warnings = load({}).warnings
+    assert any(w.startswith("llm:modelRevision main is not a commit") for w in warnings)
+    assert any(w.startswith("llm:dockerHubCredentialsArn is unset") for w in warnings)
+    pinned = load(
+        {
+            "llm:modelRevision": "0123456789abcdef0123456789abcdef01234567",
+            "llm:dockerHubCredentialsArn": "arn:aws:secretsmanager:us-west-2:123456789012:secret:"
+            "ecr-pullthroughcache/docker-hub-AbCdEf",
+        }
+    ).warnings
+    assert not any(w.startswith(("llm:modelRevision", "llm:dockerHubCredentialsArn")) for w in pinned)
+
+
+@pytest.mark.parametrize("flag_text", ["--load-format", "--model-loader-extra-config"])
+def test_the_weights_source_cannot_be_overridden(flag_text):
+    [error] = errors_of({"llm:extraEngineArgs": json.dumps([flag_text, "auto"])})
+    assert error.startswith("llm:extraEngineArgs:")

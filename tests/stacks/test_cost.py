@@ -2,7 +2,7 @@ import pytest
 
 from selfhost.plan.runner import stack_config
 from stacks.config import load_config
-from stacks.cost import cost_items, total_usd_per_hour
+from stacks.cost import cost_items, nat_usd_avoided_per_cold_start, total_usd_per_hour
 
 
 def items_of(stack: str) -> dict[str, float]:
@@ -20,10 +20,14 @@ def test_dev_cost_per_hour():
     assert items["Node root volumes"] == pytest.approx(0.010959, abs=1e-6)
     # One NAT gateway: $0.045/h plus $0.005/h for its public IPv4 address.
     assert items["NAT gateways"] == pytest.approx(0.05)
+    # Mistral-7B's 14.483 GB of weights in S3 Standard: 14.483 x $0.023 / 730 h = $0.000456.
+    assert items["Weights in S3"] == pytest.approx(0.000456, abs=1e-6)
     # 0.10 EKS + 0.05 NAT + 0.8048 g6.xlarge + 0.0864 m6a.large + 0.09874 + 0.024685 + 0.010959
-    # + 1/730 KMS (0.00137) = $1.17695/h.
-    assert sum(items.values()) == pytest.approx(1.17695, abs=1e-4)
+    # + 1/730 KMS (0.00137) + 0.000456 = $1.17741/h.
+    assert sum(items.values()) == pytest.approx(1.17741, abs=1e-4)
     assert "Prometheus volume" not in items
+    # Without Docker Hub credentials the image is not cached, so ECR stores nothing.
+    assert "vLLM image in ECR" not in items
 
 
 def test_prod_cost_per_hour():
@@ -33,9 +37,26 @@ def test_prod_cost_per_hour():
     # 100 GiB x $0.08 / 730 h.
     assert items["Prometheus volume"] == pytest.approx(0.010959, abs=1e-6)
     # 0.10 + 0.15 + 1.6096 + 0.0864 + 0.09874 + 0.024685 + 3 x 50 x 0.08 / 730 (0.016438) + 0.00137
-    # + 0.010959 = $2.09819/h.
+    # + 0.010959 + 0.000456 (weights in S3) = $2.09865/h.
     config = load_config(stack_config("prod")[0], "prod")
-    assert total_usd_per_hour(cost_items(config)) == pytest.approx(2.09819, abs=1e-4)
+    assert total_usd_per_hour(cost_items(config)) == pytest.approx(2.09865, abs=1e-4)
+
+
+CREDENTIALS = "arn:aws:secretsmanager:us-west-2:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf"
+
+
+def test_the_image_cache_costs_its_storage_and_saves_nat_data_per_cold_start():
+    raw = {**stack_config("dev")[0], "llm:dockerHubCredentialsArn": CREDENTIALS}
+    config = load_config(raw, "dev")
+    items = {item.name: item.usd_per_hour for item in cost_items(config)}
+    # 12.64 GB in ECR at $0.10 per GB-month: 1.264 / 730 = $0.001732/h.
+    assert items["vLLM image in ECR"] == pytest.approx(0.001732, abs=1e-6)
+    # Per cold start, (14.483 GB weights + 12.64 GB image) x $0.045/GB of NAT processing = $1.2205.
+    assert nat_usd_avoided_per_cold_start(config) == pytest.approx(1.2205, abs=1e-4)
+    # Without the cache only the weights avoid the NAT: 14.483 x 0.045 = $0.6518.
+    assert nat_usd_avoided_per_cold_start(load_config(stack_config("dev")[0], "dev")) == pytest.approx(
+        0.6518, abs=1e-4
+    )
 
 
 def test_extended_support_costs_six_times_more():

@@ -104,6 +104,7 @@ def observed_gpu(row: dict[str, str]) -> GpuInstance:
         allocatable_memory_mib=template.allocatable_memory_mib,
         nvme_gb=0,
         usd_per_hour=0,
+        network_mbps=0,
     )
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from components.serving.component import ModelAccessError, ModelServer, ModelServerArgs
 from components.serving.manifests import (
+    ModelSource,
     ServingSettings,
     credentials_secret,
     deployment_manifest,
@@ -27,6 +28,7 @@ from components.serving.manifests import (
     selector_labels,
     service_manifest,
 )
+from components.weights.component import ModelWeights, ModelWeightsArgs
 from selfhost.plan.runner import SECRET, PlanResult, run_program, stack_config
 from stacks.config import ConfigError, PlatformConfig, load_config
 from stacks.platform import build_platform, model_serving, secret_output
@@ -49,6 +51,11 @@ def settings_for(overrides: Mapping[str, str], stack: str = "dev") -> ServingSet
     return model_serving(config)
 
 
+# Where the tests' replicas get their weights and image (the program passes the bucket's and cache's Outputs).
+SOURCE = ModelSource(
+    uri="s3://llm-dev-weights-x/models/mistralai/Mistral-7B-Instruct-v0.2/main/",
+    image="vllm/vllm-openai:v0.33.0",
+)
 DEV = {}
 PROD: dict[str, str] = {}
 MULTI_GPU = {"llm:model": LLAMA_70B, "llm:instanceType": "g6e.12xlarge"}
@@ -66,25 +73,26 @@ def flag(args: list[str], name: str) -> str:
 
 # Per case: (stack, overrides, TP, max_model_len, GPUs, CPU, memory, cache, ephemeral, shm, startup probe
 # failures, replicas). Hand calculations:
-# - Mistral-7B: weights 7,241,732,096 x 2 B = 13.49 GiB; one L4 holds 42,160 KV tokens at the safe end of the
-#   estimate (worked in tests/stacks/test_sizing.py) >= 32768: TP 1 and the full 32768 context.
-#   Cache: ceil(13.49 x 1.1 + 10) = ceil(24.84) = 25 GiB; ephemeral 25 + 5 = 30 GiB.
-#   Start-up: 13.49 x 1024 = 13813.8 MiB / 25 = 552.6 s download + / 200 = 69.1 s load + 300 s = 921.6 s,
-#   in 10 s periods: ceil(92.16) = 93 failures.
+# - Mistral-7B: weights 7,241,732,096 x 2 B = 14,483,464,192 B = 13.49 GiB; one L4 holds 42,160 KV tokens at
+#   the safe end of the estimate (worked in tests/stacks/test_sizing.py) >= 32768: TP 1 and the full context.
+# - Cache: the weights stream from S3 to the GPU, so only config/tokenizer (1 GiB) and compile caches (10 GiB):
+#   11 GiB; ephemeral 11 + 5 = 16 GiB.
+# - Startup probe: 3 x (weights stream + 50 s engine start) in 10 s periods. g6.xlarge streams at its 2,500
+#   Mbit/s baseline, 312,500,000 B/s: 14,483,464,192 / 312,500,000 = 46.3 -> 47 s; 3 x 97 = 291 s -> 30.
 # - g6.xlarge: (3920m - 500m) / 1 = 3420m, rounded down to 3400m; (14162 - 1024) / 1 = 13138 MiB.
 # - g6.12xlarge packed: 4 L4s / TP 1 = 4 replicas on 1 node; (47810 - 500) / 4 = 11827.5 -> 11800m;
-#   (178933 - 1024) / 4 = 44477.25 -> 44477 MiB.
-# - Llama-3.1-70B on g6e.12xlarge: weights 70,553,706,496 x 2 B = 131.42 GiB; only TP 4 holds them, and its
-#   KV cache holds 49,776 tokens at the safe end (tests/stacks/test_sizing.py), below the 131072 context: capped
-#   to 49776. 4 GPUs per replica, 1 replica per node:
-#   (47810 - 500) = 47310 -> 47300m; 360157 - 1024 = 359133 MiB; shm 2 GiB x 4 = 8 GiB.
-#   Cache ceil(131.42 x 1.1 + 10) = ceil(154.56) = 155 GiB, ephemeral 160 GiB. Start-up: 131.42 x 1024 =
-#   134574.1 MiB / 25 = 5383.0 s + / 200 = 672.9 s + 300 s = 6355.8 s -> 636 failures.
+#   (178933 - 1024) / 4 = 44477.25 -> 44477 MiB. 40,000 Mbit/s = 5e9 B/s: 14,483,464,192 / 5e9 = 2.9 -> 3 s;
+#   3 x 53 = 159 s -> 16.
+# - Llama-3.1-70B on g6e.12xlarge: weights 70,553,706,496 x 2 B = 141,107,412,992 B; only TP 4 holds them, and
+#   its KV cache holds 49,776 tokens at the safe end (tests/stacks/test_sizing.py), below the 131072 context:
+#   capped to 49776. 4 GPUs per replica, 1 replica per node: (47810 - 500) = 47310 -> 47300m;
+#   360157 - 1024 = 359133 MiB; shm 2 GiB x 4 = 8 GiB. 100,000 Mbit/s (S3's per-instance ceiling too) =
+#   12.5e9 B/s: 141,107,412,992 / 12.5e9 = 11.3 -> 12 s; 3 x 62 = 186 s -> 19.
 CASES = {
-    "dev": ("dev", DEV, 1, 32768, 1, "3400m", "13138Mi", "25Gi", "30Gi", "2Gi", 93, 1),
-    "prod": ("prod", PROD, 1, 32768, 1, "3400m", "13138Mi", "25Gi", "30Gi", "2Gi", 93, 2),
-    "multi-gpu": ("dev", MULTI_GPU, 4, 49776, 4, "47300m", "359133Mi", "155Gi", "160Gi", "8Gi", 636, 1),
-    "packed": ("dev", PACKED, 1, 32768, 1, "11800m", "44477Mi", "25Gi", "30Gi", "2Gi", 93, 4),
+    "dev": ("dev", DEV, 1, 32768, 1, "3400m", "13138Mi", "11Gi", "16Gi", "2Gi", 30, 1),
+    "prod": ("prod", PROD, 1, 32768, 1, "3400m", "13138Mi", "11Gi", "16Gi", "2Gi", 30, 2),
+    "multi-gpu": ("dev", MULTI_GPU, 4, 49776, 4, "47300m", "359133Mi", "11Gi", "16Gi", "8Gi", 19, 1),
+    "packed": ("dev", PACKED, 1, 32768, 1, "11800m", "44477Mi", "11Gi", "16Gi", "2Gi", 16, 4),
 }
 
 
@@ -92,12 +100,14 @@ CASES = {
 def test_deployment_follows_the_sizing_plan(case):
     stack, overrides, tp, context, gpus, cpu, memory, cache, ephemeral, shm, failures, replicas = CASES[case]
     settings = settings_for(overrides, stack)
-    manifest = deployment_manifest(settings)
+    manifest = deployment_manifest(settings, SOURCE)
     vllm = container(manifest)
     args = vllm["args"]
 
     assert manifest["spec"]["replicas"] == replicas
-    assert args[0] == settings.model_id
+    # The weights come from the stack's bucket; clients still name the model by its id.
+    assert args[0] == SOURCE.uri
+    assert flag(args, "--load-format") == "runai_streamer"
     assert flag(args, "--served-model-name") == settings.model_id
     assert flag(args, "--tensor-parallel-size") == str(tp)
     assert flag(args, "--max-model-len") == str(context)
@@ -141,7 +151,7 @@ def test_the_cases_are_the_intended_shapes():
 
 
 def test_probes_health_and_graceful_stop():
-    manifest = deployment_manifest(settings_for(DEV))
+    manifest = deployment_manifest(settings_for(DEV), SOURCE)
     vllm = container(manifest)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert vllm[probe]["httpGet"] == {"path": "/health", "port": "http"}
@@ -153,13 +163,14 @@ def test_probes_health_and_graceful_stop():
     assert vllm["lifecycle"] == {"preStop": {"sleep": {"seconds": 15}}}
     assert flag(vllm["args"], "--shutdown-timeout") == "150"
     assert pod["terminationGracePeriodSeconds"] == 180
-    # Rollout deadline: 600 s node + 900 s image pull + 93 x 10 s start-up = 2430 s.
-    assert manifest["spec"]["progressDeadlineSeconds"] == 2430
+    # Rollout deadline: 3 x the startup budget, 60 s node + 218 s image (12.64 GB at 58 MB/s = 217.9 s)
+    # + 47 s weights + 50 s engine = 375 s: 1125 s.
+    assert manifest["spec"]["progressDeadlineSeconds"] == 1125
     assert manifest["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
 
 
 def test_pod_runs_on_gpu_nodes_without_privileges():
-    pod = deployment_manifest(settings_for(DEV))["spec"]["template"]["spec"]
+    pod = deployment_manifest(settings_for(DEV), SOURCE)["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -175,44 +186,52 @@ def test_pod_runs_on_gpu_nodes_without_privileges():
 def test_no_service_link_variables_reach_vllm():
     # The Service is named vllm, so Kubernetes service links would inject VLLM_PORT=tcp://<ip>:8000, which
     # vLLM's get_vllm_port (vllm/envs.py) rejects as "appears to be a URI" before the server starts.
-    manifest = deployment_manifest(settings_for(DEV))
+    manifest = deployment_manifest(settings_for(DEV), SOURCE)
     assert service_manifest(settings_for(DEV))["metadata"]["name"].upper() + "_PORT" == "VLLM_PORT"
     assert manifest["spec"]["template"]["spec"]["enableServiceLinks"] is False
     assert "VLLM_PORT" not in {item["name"] for item in container(manifest)["env"]}
 
 
-def test_api_key_and_token_reach_vllm_only_through_the_secret():
+def test_the_api_key_reaches_vllm_only_through_the_secret_and_the_token_never():
     settings = dataclasses.replace(settings_for(MULTI_GPU), with_hf_token=True)
-    manifest = deployment_manifest(settings)
+    manifest = deployment_manifest(settings, SOURCE)
     vllm = container(manifest)
     env = {item["name"]: item for item in vllm["env"]}
     # vLLM reads its key only from VLLM_API_KEY or --api-key (vllm/envs.py): a Secret-backed variable.
     assert env["VLLM_API_KEY"]["valueFrom"] == {
         "secretKeyRef": {"name": "vllm-credentials", "key": "api-key"}
     }
-    # The Hugging Face token is a file, which huggingface_hub reads through HF_TOKEN_PATH.
-    assert "HF_TOKEN" not in env
-    assert env["HF_TOKEN_PATH"]["value"] == "/var/run/secrets/huggingface/token"
-    [mount] = [m for m in vllm["volumeMounts"] if m["name"] == "hf-token"]
-    assert mount == {"name": "hf-token", "mountPath": "/var/run/secrets/huggingface", "readOnly": True}
-    [volume] = [v for v in manifest["spec"]["template"]["spec"]["volumes"] if v["name"] == "hf-token"]
-    assert volume["secret"]["secretName"] == "vllm-credentials"
-    assert volume["secret"]["items"] == [{"key": "hf-token", "path": "token"}]
-    assert env["HF_HOME"]["value"].startswith("/models/")
-    assert not any(arg.startswith("--api-key") for arg in vllm["args"])
+    assert not any(str(arg).startswith("--api-key") for arg in vllm["args"])
+    # The weights come from S3, so the model server never holds the Hugging Face token (the staging Job does).
+    assert not {"HF_TOKEN", "HF_TOKEN_PATH"} & set(env)
+    assert "hf-token" not in {v["name"] for v in manifest["spec"]["template"]["spec"]["volumes"]}
     secret = credentials_secret(settings, "key", "token")
     assert secret["stringData"] == {"api-key": "key", "hf-token": "token"}
+    assert credentials_secret(settings_for(DEV), "key", None)["stringData"] == {"api-key": "key"}
 
-    without = settings_for(DEV)
-    without_manifest = deployment_manifest(without)
-    assert "HF_TOKEN_PATH" not in {item["name"] for item in container(without_manifest)["env"]}
-    assert "hf-token" not in {v["name"] for v in without_manifest["spec"]["template"]["spec"]["volumes"]}
-    assert credentials_secret(without, "key", None)["stringData"] == {"api-key": "key"}
+
+def test_the_weights_stream_from_s3_with_the_pods_own_role():
+    settings = settings_for(DEV)
+    manifest = deployment_manifest(settings, SOURCE)
+    vllm = container(manifest)
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "vllm"
+    assert {"name": "AWS_REGION", "value": "us-west-2"} in vllm["env"]
+    # g6.xlarge: 312.5 MB/s / 85 MB/s per S3 request = 3.7 -> 4 readers, raised to the streamer's own 16; the
+    # staging buffer a quarter of the replica's 13,138 MiB: 13,138 x 1,048,576 = 13,776,191,488 B, / 4 = 3,444,047,872 B.
+    assert json.loads(flag(vllm["args"], "--model-loader-extra-config")) == {
+        "concurrency": 16,
+        "memory_limit": 3_444_047_872,
+    }
+    # p5.48xlarge: 3,200 Gbit/s, S3's 100 Gbit/s ceiling = 12.5e9 B/s / 85e6 = 147 readers, capped at 64.
+    p5 = settings_for({"llm:model": LLAMA_70B, "llm:instanceType": "p5.48xlarge"})
+    p5_args = container(deployment_manifest(p5, SOURCE))["args"]
+    assert json.loads(flag(p5_args, "--model-loader-extra-config"))["concurrency"] == 64
 
 
 def test_extra_engine_args_come_last():
     settings = settings_for({"llm:extraEngineArgs": '["--enforce-eager", "--max-num-seqs", "64"]'})
-    args = container(deployment_manifest(settings))["args"]
+    args = container(deployment_manifest(settings, SOURCE))["args"]
     assert args[-3:] == ["--enforce-eager", "--max-num-seqs", "64"]
 
 
@@ -224,11 +243,11 @@ def test_extra_engine_args_cannot_override_what_the_platform_sets(flag_text):
 
 def test_spread_and_disruption_budget_only_with_several_replicas():
     single = settings_for(DEV)
-    assert "topologySpreadConstraints" not in deployment_manifest(single)["spec"]["template"]["spec"]
+    assert "topologySpreadConstraints" not in deployment_manifest(single, SOURCE)["spec"]["template"]["spec"]
     assert pod_disruption_budget(single) is None
 
     two_nodes = settings_for(PROD, "prod")
-    spread = deployment_manifest(two_nodes)["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    spread = deployment_manifest(two_nodes, SOURCE)["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert {(s["topologyKey"], s["whenUnsatisfiable"], s["maxSkew"]) for s in spread} == {
         ("topology.kubernetes.io/zone", "ScheduleAnyway", 1),
         ("kubernetes.io/hostname", "DoNotSchedule", 1),
@@ -238,7 +257,7 @@ def test_spread_and_disruption_budget_only_with_several_replicas():
 
     # Four replicas packed on one 4-GPU node: spreading would buy nodes, but evictions still go one by one.
     packed = settings_for(PACKED)
-    assert "topologySpreadConstraints" not in deployment_manifest(packed)["spec"]["template"]["spec"]
+    assert "topologySpreadConstraints" not in deployment_manifest(packed, SOURCE)["spec"]["template"]["spec"]
     assert pod_disruption_budget(packed) is not None
 
 
@@ -276,11 +295,25 @@ def test_endpoint_commands():
 def serve(config: PlatformConfig) -> dict[str, Any]:
     """The model server alone, on a provider of its own, as the platform composes it."""
     provider = k8s.Provider("test-kubernetes", kubeconfig="{}")
+    settings = model_serving(config)
+    weights = ModelWeights(
+        "weights",
+        ModelWeightsArgs(
+            stack=config.stack,
+            stack_name=config.name,
+            namespace=settings.namespace,
+            prefix="models/test/main",
+            keep_bucket=False,
+            oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/oidc.example",
+            oidc_provider_url="https://oidc.example",
+        ),
+    )
     server = ModelServer(
         "model",
         ModelServerArgs(
-            settings=model_serving(config),
+            settings=settings,
             provider=provider,
+            weights=weights,
             api_key=secret_output(config.llm.api_key),
             hf_token=secret_output(config.llm.hf_token),
         ),
@@ -317,6 +350,11 @@ def test_component_registers_every_object_under_itself():
             "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
             "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
             "kubernetes:core/v1:ConfigMap",
+            "kubernetes:core/v1:ServiceAccount",
+            "kubernetes:core/v1:ServiceAccount",
+            "kubernetes:core/v1:ConfigMap",
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+            "kubernetes:batch/v1:Job",
         ]
     )
     assert plan.named("model").type == "selfhost:index:ModelServer"
@@ -325,6 +363,9 @@ def test_component_registers_every_object_under_itself():
         if resource.type.startswith("kubernetes:") and resource.type != "kubernetes:core/v1:Namespace":
             assert "model-namespace" in resource.dependencies, resource.name
     assert "model-credentials" in plan.named("model-deployment").dependencies
+    # The model server starts once the weights are staged, and reads them as `vllm`.
+    assert "model-stage-weights" in plan.named("model-deployment").dependencies
+    assert "model-vllm-service-account" in plan.named("model-deployment").dependencies
     assert plan.outputs["endpoint_service"] == "llm/vllm"
     assert plan.outputs["endpoint_port"] == 8000
     assert plan.outputs["api_key"] == SECRET

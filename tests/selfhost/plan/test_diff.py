@@ -69,9 +69,9 @@ def test_markdown_of_real_plans_shows_cost_and_resources(two_plans):
     diff = diff_plans(read_plan(two_plans[0]), read_plan(two_plans[1]))
     markdown = diff_markdown(diff, "build/base")
     assert "### Offline plan diff of stack `dev`" in markdown
-    # dev: 0.10 + 0.05 + 0.8048 + 0.0864 + 0.09874 + 0.024685 + 0.010959 + 0.00137 = 1.17695 -> 1.1770;
-    # the PR adds 0.910279 -> 2.08723 -> 2.0872.
-    assert "$1.1770/h → $2.0872/h" in markdown
+    # dev: 0.10 + 0.05 + 0.8048 + 0.0864 + 0.09874 + 0.024685 + 0.010959 + 0.00137 + 0.000456 (weights in S3)
+    # = 1.17741 -> 1.1774; the PR adds 0.910279 -> 2.08769 -> 2.0877.
+    assert "$1.1774/h → $2.0877/h" in markdown
     assert "| NAT gateways | 0.0500 | 0.1500 | +$0.1000 |" in markdown
     assert "on 1 x g6.xlarge → mistralai/Mistral-7B-Instruct-v0.2 on 2 x g6.xlarge" in markdown
     assert "#### Added" in markdown and "#### Changed" in markdown and "#### Removed" not in markdown
@@ -91,7 +91,7 @@ def test_cli_writes_diff_md_and_prints_it(two_plans, tmp_path, capsys):
     assert main(["plan", "dev", "--out", str(tmp_path / "new"), "--diff", str(two_plans[1])]) == 0
     written = (tmp_path / "new" / "diff.md").read_text()
     # The committed dev stack against the PR plan: the PR's 3 NAT gateways and 2 replicas go away again.
-    assert "$2.0872/h → $1.1770/h" in written
+    assert "$2.0877/h → $1.1774/h" in written
     assert "#### Removed" in written
     assert written in capsys.readouterr().out
 
