@@ -24,6 +24,10 @@ COMMANDS: dict[str, Command] = {
     "plan": Command(
         "selfhost.plan.command", "write the offline plan of a stack (no cloud credentials needed)"
     ),
+    "simulate": Command(
+        "selfhost.simulate",
+        "replay a request trace through the stack's scaling policy: GPU node-hours, cost, cold starts, waits",
+    ),
     "preview": Command(
         "selfhost.automation.command", "show what `up` would change, and write a Markdown summary of it"
     ),

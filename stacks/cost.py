@@ -17,6 +17,7 @@ Sources:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from stacks.catalogs.instances import SYSTEM_INSTANCE_PRICES
@@ -59,12 +60,19 @@ def _gp3(gib: int) -> float:
     return gib * GP3_USD_PER_GB_MONTH / HOURS_PER_MONTH
 
 
-def cost_items(config: PlatformConfig) -> list[CostItem]:
-    plan = config.serving
+def gpu_nodes_for(config: PlatformConfig, replicas: int) -> int:
+    """GPU nodes that `replicas` replicas occupy (the plan packs replicas_per_node on each)."""
+    return math.ceil(replicas / config.serving.replicas_per_node)
+
+
+def cost_items(config: PlatformConfig, gpu_nodes: int | None = None) -> list[CostItem]:
+    """The items of the stack's cost per hour with `gpu_nodes` GPU nodes running; unset, the plan's nodes
+    (with autoscaling, those of maxReplicas: the peak)."""
     instance = config.instance
+    gpu_nodes = config.serving.nodes if gpu_nodes is None else gpu_nodes
     nat_count = 1 if config.network.nat_gateways == "single" else config.network.az_count
     system_type, system_price = min(SYSTEM_INSTANCE_PRICES.items(), key=lambda item: item[1])
-    nodes = plan.nodes + SYSTEM_NODES
+    nodes = gpu_nodes + SYSTEM_NODES
     items = [
         CostItem(
             "EKS control plane",
@@ -78,8 +86,8 @@ def cost_items(config: PlatformConfig) -> list[CostItem]:
         ),
         CostItem(
             "GPU nodes",
-            plan.nodes * instance.usd_per_hour,
-            f"{plan.nodes} x {instance.name} on-demand (${instance.usd_per_hour}/h); spot is cheaper when available",
+            gpu_nodes * instance.usd_per_hour,
+            f"{gpu_nodes} x {instance.name} on-demand (${instance.usd_per_hour}/h); spot is cheaper when available",
         ),
         CostItem(
             "System node",
@@ -125,6 +133,17 @@ def cost_items(config: PlatformConfig) -> list[CostItem]:
 
 def total_usd_per_hour(items: list[CostItem]) -> float:
     return sum(item.usd_per_hour for item in items)
+
+
+def idle_usd_per_hour(config: PlatformConfig) -> float:
+    """With autoscaling, what the stack costs at autoscaling:minReplicas (no GPU node at all when it is 0)."""
+    floor = config.scaling.min_replicas if config.scaling is not None else config.serving.replicas
+    return total_usd_per_hour(cost_items(config, gpu_nodes_for(config, floor)))
+
+
+def peak_usd_per_hour(config: PlatformConfig) -> float:
+    """At the most replicas the stack runs: llm:replicas, or autoscaling:maxReplicas."""
+    return total_usd_per_hour(cost_items(config))
 
 
 def nat_usd_avoided_per_cold_start(config: PlatformConfig) -> float:

@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 from pydantic import SecretStr
 
+from components.autoscaling.component import Autoscaling, AutoscalingArgs
 from components.cluster.component import Cluster, ClusterArgs
 from components.cluster.kubeconfig import update_kubeconfig_command
 from components.cluster.preview_access import PreviewAccess, PreviewAccessArgs
@@ -44,6 +45,7 @@ def model_serving(config: PlatformConfig) -> ServingSettings:
         config.instance,
         config.serving,
         config.startup,
+        config.scaling,
         config.network.cidr,
         config.region,
         namespace=DEFAULT_NAMESPACE,
@@ -149,6 +151,19 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
         if config.llm.docker_hub_credentials_arn is not None
         else None
     )
+    autoscaling = (
+        Autoscaling(
+            "autoscaling",
+            AutoscalingArgs(
+                provider=cluster.provider,
+                settings=serving,
+                monitoring_release=monitoring.release,
+                depends_on=[karpenter],
+            ),
+        )
+        if config.scaling is not None
+        else None
+    )
     model_server = ModelServer(
         "model-server",
         ModelServerArgs(
@@ -162,6 +177,7 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
             # the cache, the nodes' right to pull through it).
             depends_on=[karpenter, gpu, *([image_cache] if image_cache is not None else [])],
             monitoring_depends_on=[monitoring.release],
+            autoscaling_depends_on=autoscaling.releases if autoscaling is not None else (),
         ),
     )
     if config.cluster.preview_role_arns:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from components.autoscaling.values import HTTP_TRIGGER
 from components.serving import metrics as m
 from components.serving.budget import replica_ready_seconds
 from components.serving.manifests import APP_NAME, ServingSettings, labels
@@ -37,6 +38,57 @@ class Alert:
 
 def _minutes(seconds: int) -> str:
     return f"{math.ceil(seconds / 60)}m"
+
+
+# KEDA's operator exports each trigger's value as keda_scaler_metrics_value, labelled scaledObject and scaler (the
+# trigger's name) and namespace (kedacore/keda v2.20.2 pkg/metricscollector/prommetrics.go); scraped through the
+# chart's ServiceMonitor, whose target has a namespace of its own (keda), Prometheus keeps the metric's as
+# exported_namespace.
+KEDA_SCALER_VALUE = "keda_scaler_metrics_value"
+# How long capacity may stay exhausted (every replica running, the queue still growing) before someone is told.
+CAPACITY_WINDOW = "10m"
+
+
+def scaling_alerts(settings: ServingSettings) -> list[Alert]:
+    """With autoscaling: requests held at the interceptor with no replica for longer than the hold (the route then
+    answers 503), and the queue growing while the most replicas run (capacity exhausted)."""
+    policy = settings.scaling
+    if policy is None:
+        return []
+    ns = f'namespace="{settings.namespace}"'
+    deployment = f'{ns}, deployment="{APP_NAME}"'
+    waiting = f"sum({m.NUM_REQUESTS_WAITING}{{{ns}}})"
+    found = [
+        Alert(
+            "VllmCapacityExhausted",
+            f"(sum(kube_deployment_spec_replicas{{{deployment}}}) >= {policy.max_replicas})"
+            f" and on () ({waiting} > {policy.max_replicas * policy.target_waiting_per_replica:g})"
+            f" and on () (deriv({waiting}[{CAPACITY_WINDOW}:1m]) > 0)",
+            CAPACITY_WINDOW,
+            "warning",
+            f"{settings.namespace}: {policy.max_replicas} replicas run and the queue keeps growing",
+            "Every replica autoscaling:maxReplicas allows is running and requests still pile up in vLLM's queue: "
+            "raise autoscaling:maxReplicas (and check the GPU quota), or expect slower answers.",
+        )
+    ]
+    if policy.scale_to_zero:
+        held = (
+            f'max({KEDA_SCALER_VALUE}{{exported_namespace="{settings.namespace}", scaledObject="{APP_NAME}", '
+            f'scaler="{HTTP_TRIGGER}"}})'
+        )
+        found.append(
+            Alert(
+                "VllmRequestsHeldWithoutReplica",
+                f"({held} > 0) and on () (sum(kube_deployment_status_replicas_available{{{deployment}}}) == 0)",
+                _minutes(policy.hold_seconds),
+                "warning",
+                f"{settings.namespace}: requests have waited {_minutes(policy.hold_seconds)} for a replica",
+                "Requests wait at the HTTP add-on's interceptor while no replica is ready, longer than a start from "
+                "zero takes; they are answered 503 (the model is starting). Check "
+                f"`kubectl -n {settings.namespace} get pods,events` (no GPU capacity, image pull, staging).",
+            )
+        )
+    return found
 
 
 def alerts(settings: ServingSettings) -> list[Alert]:
@@ -105,6 +157,7 @@ def alerts(settings: ServingSettings) -> list[Alert]:
             'Requests finished with reason "error" (answered with HTTP 500). Read the vLLM logs: '
             f"`kubectl -n {{{{ $labels.namespace }}}} logs deploy/{APP_NAME}`.",
         ),
+        *scaling_alerts(settings),
         Alert(
             "VllmHttpServerErrors",
             f'sum by (namespace) (rate({m.HTTP_REQUESTS}{{{ns}, status="{m.HTTP_STATUS_SERVER_ERROR}"}}'

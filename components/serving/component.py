@@ -17,6 +17,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.autoscaling.manifests import (
+    interceptor_route,
+    scaled_object,
+    starting_network_policy,
+    starting_responder,
+)
 from components.monitoring.dashboards import dashboard_configmap
 from components.serving.alerts import prometheus_rule
 from components.serving.budget import replica_ready_seconds, rollout_seconds
@@ -45,6 +51,7 @@ from components.weights.staging import (
     staging_job,
     staging_seconds,
 )
+from stacks.autoscaling import ScalingPolicy
 
 # Long enough to be hard to guess, and letters and digits only so it fits an HTTP header and a shell unquoted.
 API_KEY_LENGTH = 48
@@ -80,6 +87,8 @@ class ModelServerArgs:
     depends_on: Sequence[pulumi.Resource] = ()
     # The kube-prometheus-stack release, whose CRDs the ServiceMonitor and PrometheusRule need.
     monitoring_depends_on: Sequence[pulumi.Resource] = ()
+    # KEDA and its HTTP add-on, whose CRDs the ScaledObject and InterceptorRoute need (autoscaling on).
+    autoscaling_depends_on: Sequence[pulumi.Resource] = ()
 
 
 class ModelServer(pulumi.ComponentResource):
@@ -132,6 +141,8 @@ class ModelServer(pulumi.ComponentResource):
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-pdb", metadata=budget["metadata"], spec=budget["spec"], opts=self._in_namespace
             )
+        if settings.scaling is not None:
+            self._scaling(settings.scaling)
         self._monitoring()
 
         reach = endpoint(settings)
@@ -245,6 +256,63 @@ class ModelServer(pulumi.ComponentResource):
             ),
         )
 
+    def _scaling(self, policy: ScalingPolicy) -> None:
+        """The ScaledObject and, with scale to zero, the route through the interceptor and its fallback."""
+        with_crds = self._in_namespace.merge(
+            pulumi.ResourceOptions(depends_on=[*self._args.autoscaling_depends_on])
+        )
+        before_scaling: list[pulumi.Resource] = [self.deployment]
+        if policy.scale_to_zero:
+            program, responder, service = starting_responder(self._settings, policy)
+            k8s.core.v1.ConfigMap(
+                f"{self._name}-starting-program",
+                metadata=program["metadata"],
+                data=program["data"],
+                opts=self._in_namespace,
+            )
+            k8s.apps.v1.Deployment(
+                f"{self._name}-starting",
+                metadata=responder["metadata"],
+                spec=responder["spec"],
+                opts=self._in_namespace,
+            )
+            k8s.core.v1.Service(
+                f"{self._name}-starting-service",
+                metadata=service["metadata"],
+                spec=service["spec"],
+                opts=self._in_namespace,
+            )
+            responder_policy = starting_network_policy(self._settings)
+            k8s.networking.v1.NetworkPolicy(
+                f"{self._name}-starting-network-policy",
+                metadata=responder_policy["metadata"],
+                spec=responder_policy["spec"],
+                opts=self._in_namespace,
+            )
+            route = interceptor_route(self._settings, policy)
+            before_scaling.append(
+                k8s.apiextensions.CustomResource(
+                    f"{self._name}-route",
+                    api_version=route["apiVersion"],
+                    kind=route["kind"],
+                    metadata=route["metadata"],
+                    spec=route["spec"],
+                    opts=with_crds,
+                )
+            )
+        # After the route: before it exists KEDA reads an empty metric spec and the HPA falls back to CPU.
+        scaler = scaled_object(self._settings, policy)
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-scaled-object",
+            api_version=scaler["apiVersion"],
+            kind=scaler["kind"],
+            metadata=scaler["metadata"],
+            spec=scaler["spec"],
+            opts=with_crds.merge(
+                pulumi.ResourceOptions(depends_on=[*self._args.autoscaling_depends_on, *before_scaling])
+            ),
+        )
+
     def _monitoring(self) -> None:
         """The ServiceMonitor and PrometheusRule (after the operator's CRDs) and the Grafana dashboard."""
         with_crds = self._in_namespace.merge(
@@ -262,7 +330,9 @@ class ModelServer(pulumi.ComponentResource):
                 spec=manifest["spec"],
                 opts=with_crds,
             )
-        dashboard = dashboard_configmap(f"{APP_NAME}-dashboard", self._settings.namespace, vllm_dashboard())
+        dashboard = dashboard_configmap(
+            f"{APP_NAME}-dashboard", self._settings.namespace, vllm_dashboard(self._settings)
+        )
         k8s.core.v1.ConfigMap(
             f"{self._name}-dashboard",
             metadata=dashboard["metadata"],

@@ -1,15 +1,20 @@
-"""The model-serving dashboard: latency, throughput, load, KV cache and request outcomes per served model.
+"""The model-serving dashboard: latency, throughput, load, KV cache and request outcomes per served model, and
+the replicas with their scale events and the requests held while none runs.
 
-Every query reads a metric vLLM exports (components/serving/metrics.py) and filters on `model_name`, the
-served model name, chosen with the dashboard's model variable.
+The vLLM panels read metrics vLLM exports (components/serving/metrics.py) and filter on `model_name`, the served
+model name, chosen with the dashboard's model variable. The replica panels read kube-state-metrics'
+Deployment metrics, and the held requests KEDA's value of the HTTP add-on's trigger (components/serving/alerts.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from components.autoscaling.values import HTTP_TRIGGER
 from components.monitoring.dashboards import Panel, Query, Variable, dashboard
 from components.serving import metrics as m
+from components.serving.alerts import KEDA_SCALER_VALUE
+from components.serving.manifests import APP_NAME, ServingSettings, scales_to_zero
 
 VLLM_DASHBOARD_UID = "selfhost-vllm"
 VLLM_DASHBOARD_TITLE = "Model serving (vLLM)"
@@ -34,7 +39,50 @@ def _quantiles(histogram: str) -> tuple[Query, ...]:
     )
 
 
-def vllm_dashboard() -> dict[str, Any]:
+def replica_panels(settings: ServingSettings) -> tuple[Panel, ...]:
+    """Replicas wanted and ready, how often the count changes and, with scale to zero, the requests held at
+    the interceptor: what autoscaling did and what users waited for."""
+    deployment = f'namespace="{settings.namespace}", deployment="{APP_NAME}"'
+    panels = [
+        Panel(
+            "Replicas",
+            "Replicas the Deployment asks for (KEDA's choice with autoscaling) and replicas ready to serve.",
+            "short",
+            (
+                Query(f"sum(kube_deployment_spec_replicas{{{deployment}}})", "wanted"),
+                Query(f"sum(kube_deployment_status_replicas_available{{{deployment}}})", "ready"),
+            ),
+            min=0,
+        ),
+        Panel(
+            "Scale events",
+            "Changes of the replica count in each interval: scale-ups, scale-downs, scale to zero and back.",
+            "short",
+            (Query(f"sum(changes(kube_deployment_spec_replicas{{{deployment}}}[{RATE_RANGE}]))", "changes"),),
+            min=0,
+        ),
+    ]
+    if scales_to_zero(settings):
+        panels.append(
+            Panel(
+                "Requests at the interceptor",
+                "Requests the HTTP add-on's interceptor holds or passes on: while no replica is ready, each of "
+                "them waits for one to start.",
+                "short",
+                (
+                    Query(
+                        f'max({KEDA_SCALER_VALUE}{{exported_namespace="{settings.namespace}", '
+                        f'scaledObject="{APP_NAME}", scaler="{HTTP_TRIGGER}"}})',
+                        "in flight or held",
+                    ),
+                ),
+                min=0,
+            )
+        )
+    return tuple(panels)
+
+
+def vllm_dashboard(settings: ServingSettings) -> dict[str, Any]:
     variables = (Variable("model_name", "Model", f"label_values({m.NUM_REQUESTS_RUNNING}, model_name)"),)
     panels = (
         Panel(
@@ -128,4 +176,10 @@ def vllm_dashboard() -> dict[str, Any]:
             min=0,
         ),
     )
-    return dashboard(VLLM_DASHBOARD_UID, VLLM_DASHBOARD_TITLE, ("llm", "vllm"), variables, panels)
+    return dashboard(
+        VLLM_DASHBOARD_UID,
+        VLLM_DASHBOARD_TITLE,
+        ("llm", "vllm"),
+        variables,
+        (*panels, *replica_panels(settings)),
+    )

@@ -32,6 +32,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from components.autoscaling.values import (
+    API_PATH,
+    INTERCEPTOR_LABELS,
+    INTERCEPTOR_PROXY_PORT,
+    INTERCEPTOR_PROXY_SERVICE,
+)
+from components.autoscaling.values import NAMESPACE as AUTOSCALING_NAMESPACE
 from components.karpenter.nodes import GPU_POOL, GPU_RESOURCE, NODE_POOL_LABEL, gpu_taint_tolerations
 from components.monitoring.values import MONITORING_NAMESPACE
 from components.serving.budget import (
@@ -46,6 +53,7 @@ from components.serving.budget import (
 )
 from components.weights.layout import SERVER_SERVICE_ACCOUNT, model_prefix, streamer_config
 from components.weights.staging import StagingSettings
+from stacks.autoscaling import ScalingPolicy
 from stacks.catalogs.instances import GpuInstance
 from stacks.catalogs.models import ModelSpec
 from stacks.config import LlmSettings
@@ -89,6 +97,8 @@ class ServingSettings:
     model_revision: str
     region: str
     startup: StartupBudget
+    # KEDA's policy, or None: `replicas` replicas always.
+    scaling: ScalingPolicy | None
     instance: GpuInstance
     extra_engine_args: tuple[str, ...]
     service_type: str
@@ -107,6 +117,7 @@ def serving_settings(
     instance: GpuInstance,
     plan: ServingPlan,
     startup: StartupBudget,
+    scaling: ScalingPolicy | None,
     vpc_cidr: str,
     region: str,
     namespace: str = DEFAULT_NAMESPACE,
@@ -129,6 +140,7 @@ def serving_settings(
         model_revision=llm.model_revision,
         region=region,
         startup=startup,
+        scaling=scaling,
         instance=instance,
         extra_engine_args=llm.extra_engine_args,
         service_type=llm.service_type,
@@ -390,7 +402,7 @@ def deployment_manifest(settings: ServingSettings, source: ModelSource) -> dict[
         "kind": "Deployment",
         "metadata": {**_metadata(settings, APP_NAME), "annotations": security_check_exceptions(settings)},
         "spec": {
-            "replicas": settings.replicas,
+            **replica_count(settings),
             "selector": {"matchLabels": selector_labels(settings)},
             # Surge, never drop: the new pod (on a node Karpenter buys if needed) must be serving before an
             # old one goes, so a model change or upgrade keeps the endpoint up.
@@ -407,6 +419,16 @@ def deployment_manifest(settings: ServingSettings, source: ModelSource) -> dict[
             },
         },
     }
+
+
+def replica_count(settings: ServingSettings) -> dict[str, int]:
+    """The Deployment's replicas, unless KEDA's HPA owns the count: a value here would reset it on every
+    `pulumi up` (a new Deployment starts with one replica, which KEDA keeps for its initial cooldown)."""
+    return {} if settings.scaling is not None else {"replicas": settings.replicas}
+
+
+def scales_to_zero(settings: ServingSettings) -> bool:
+    return settings.scaling is not None and settings.scaling.scale_to_zero
 
 
 def security_check_exceptions(settings: ServingSettings) -> dict[str, str]:
@@ -478,7 +500,8 @@ def pod_disruption_budget(settings: ServingSettings) -> dict[str, Any] | None:
 
 def network_policy(settings: ServingSettings) -> dict[str, Any]:
     """Who may open a connection to the model server: Prometheus (metrics), the namespaces named in
-    llm:clientNamespaces and, with a load balancer, the VPC it sits in; nothing else in or outside the cluster.
+    llm:clientNamespaces, with scale to zero the HTTP add-on's interceptors (the path clients take) and, with a
+    load balancer, the VPC it sits in; nothing else in or outside the cluster.
 
     Enforced by the VPC CNI's network policy agent on EC2 nodes (EKS user guide, cni-network-policy; turned on
     in components/cluster). Traffic from the pod's own node (kubelet probes) and `kubectl port-forward`, which
@@ -488,6 +511,13 @@ def network_policy(settings: ServingSettings) -> dict[str, Any]:
         {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
         for namespace in (MONITORING_NAMESPACE, *settings.client_namespaces)
     ]
+    if scales_to_zero(settings):
+        sources.append(
+            {
+                "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: AUTOSCALING_NAMESPACE}},
+                "podSelector": {"matchLabels": INTERCEPTOR_LABELS},
+            }
+        )
     if settings.service_type == "LoadBalancer":
         sources.append({"ipBlock": {"cidr": settings.vpc_cidr}})
     return {
@@ -528,7 +558,13 @@ class Endpoint:
 
 
 def endpoint(settings: ServingSettings) -> Endpoint:
-    url = f"http://{APP_NAME}.{settings.namespace}.svc.cluster.local:{HTTP_PORT}/v1"
+    """The model's Service, or with scale to zero the interceptor's proxy, which holds a request while a
+    replica starts (calling the model's Service directly at zero replicas would fail)."""
+    if scales_to_zero(settings):
+        namespace, service, port = AUTOSCALING_NAMESPACE, INTERCEPTOR_PROXY_SERVICE, INTERCEPTOR_PROXY_PORT
+    else:
+        namespace, service, port = settings.namespace, APP_NAME, HTTP_PORT
+    url = f"http://{service}.{namespace}.svc.cluster.local:{port}{API_PATH}"
     body = (
         f'{{"model": "{settings.model_id}", '
         '"messages": [{"role": "user", "content": "Say hello in one sentence."}], "max_tokens": 64}'
@@ -539,10 +575,10 @@ def endpoint(settings: ServingSettings) -> Endpoint:
         f"-H 'Content-Type: application/json' -d '{body}'"
     )
     return Endpoint(
-        service=f"{settings.namespace}/{APP_NAME}",
-        port=HTTP_PORT,
+        service=f"{namespace}/{service}",
+        port=port,
         in_cluster_url=url,
-        port_forward_command=f"kubectl -n {settings.namespace} port-forward svc/{APP_NAME} {HTTP_PORT}:{HTTP_PORT}",
+        port_forward_command=f"kubectl -n {namespace} port-forward svc/{service} {HTTP_PORT}:{port}",
         curl_command=curl,
     )
 

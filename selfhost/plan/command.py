@@ -15,6 +15,7 @@ from selfhost.plan.diff import PlanDiffError, PlanFiles, diff_markdown, diff_pla
 from selfhost.plan.report import (
     STARTUP_PHASE_NAMES,
     build_report,
+    cost_line,
     kv_cache_text,
     placement,
     report_markdown,
@@ -159,12 +160,12 @@ def summary(report: dict[str, Any], out: Path) -> str:
         f"  {'TYPE'.ljust(width)}  COUNT",
         *(f"  {t.ljust(width)}  {n:>5}" for t, n in report["resources"]["by_type"].items()),
         "",
-        f"  Model    {report['model']}: {placement(sizing, report['instance_type'])}",
+        f"  Model    {report['model']}: {placement(sizing, report['instance_type'], report['scaling'])}",
         f"  Sizing   TP {sizing['tensor_parallel_size']}, max_model_len {sizing['max_model_len']}, "
         f"KV cache {kv_cache_text(sizing)}, "
         f"{sizing['gpu_memory_gib_required']} of {sizing['gpu_memory_gib_available']} GiB per GPU",
         f"  Startup  {startup_line(report['startup'])}",
-        f"  Cost     ${cost['total_usd_per_hour']:.2f}/h (about ${cost['total_usd_per_month']:,.0f}/month)",
+        f"  Cost     {cost_line(cost, report['scaling'])}",
         *(f"  Warning  {warning}" for warning in report["warnings"]),
         "",
         "Next, to deploy it (README.md#deploy-to-aws):",

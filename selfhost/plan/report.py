@@ -10,7 +10,14 @@ from typing import Any
 
 from components.serving.budget import SPOT_NOTICE_SECONDS, termination_grace_seconds
 from selfhost.plan.runner import PROJECT_DIR, PlanResult
-from stacks.cost import PRICE_REGION, cost_items, nat_usd_avoided_per_cold_start, total_usd_per_hour
+from stacks.cost import (
+    PRICE_REGION,
+    cost_items,
+    idle_usd_per_hour,
+    nat_usd_avoided_per_cold_start,
+    peak_usd_per_hour,
+    total_usd_per_hour,
+)
 from stacks.quota import check_command, quota_needs
 
 
@@ -42,6 +49,7 @@ def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[st
         "model": config.model.id,
         "instance_type": config.instance.name,
         "sizing": asdict(config.serving),
+        "scaling": asdict(config.scaling) if config.scaling is not None else None,
         "startup": {
             "phases": {name: asdict(phase) for name, phase in config.startup.phases.items()},
             "total_seconds": config.startup.total_seconds,
@@ -54,6 +62,8 @@ def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[st
             "total_usd_per_hour": round(total_usd_per_hour(items), 4),
             "total_usd_per_month": round(total_usd_per_hour(items) * 730, 2),
             "nat_usd_avoided_per_cold_start": round(nat_usd_avoided_per_cold_start(config), 2),
+            "idle_usd_per_hour": round(idle_usd_per_hour(config), 4),
+            "peak_usd_per_hour": round(peak_usd_per_hour(config), 4),
             "items": [
                 {"name": item.name, "usd_per_hour": round(item.usd_per_hour, 4), "detail": item.detail}
                 for item in items
@@ -80,13 +90,51 @@ def spot_note() -> str:
     )
 
 
-def placement(sizing: dict[str, Any], instance_type: str) -> str:
-    """Replicas, nodes and replicas per node, said apart: 4 replicas of one 4-GPU node are one node."""
+def placement(sizing: dict[str, Any], instance_type: str, scaling: dict[str, Any] | None = None) -> str:
+    """Replicas, nodes and replicas per node, said apart: 4 replicas of one 4-GPU node are one node. With
+    autoscaling, the range and the nodes at its top."""
     nodes = sizing["nodes"]
-    return (
-        f"{sizing['replicas']} replica(s) on {nodes} x {instance_type} node(s), "
-        f"{sizing['replicas_per_node']} replica(s) per node"
+    per_node = f"{sizing['replicas_per_node']} replica(s) per node"
+    if scaling is None:
+        return f"{sizing['replicas']} replica(s) on {nodes} x {instance_type} node(s), {per_node}"
+    idle = (
+        f", to zero after {scaling['idle_seconds'] // 60} idle minutes"
+        if scaling["min_replicas"] == 0
+        else ""
     )
+    return (
+        f"{scaling['min_replicas']} to {scaling['max_replicas']} replica(s) on the load{idle}, on up to "
+        f"{nodes} x {instance_type} node(s), {per_node}"
+    )
+
+
+def cost_line(cost: dict[str, Any], scaling: dict[str, Any] | None) -> str:
+    if scaling is None:
+        return f"${cost['total_usd_per_hour']:.2f}/h (about ${cost['total_usd_per_month']:,.0f}/month)"
+    return (
+        f"${cost['idle_usd_per_hour']:.2f}/h at {scaling['min_replicas']} replica(s), up to "
+        f"${cost['peak_usd_per_hour']:.2f}/h at {scaling['max_replicas']}"
+    )
+
+
+def scaling_cost_lines(report: dict[str, Any]) -> list[str]:
+    """With autoscaling: the table above is the peak; the idle floor and the settings in effect."""
+    scaling, cost = report["scaling"], report["cost"]
+    if scaling is None:
+        return []
+    return [
+        "",
+        f"The items above are the peak, at {scaling['max_replicas']} replica(s). At "
+        f"{scaling['min_replicas']} replica(s) (idle) the stack costs ${cost['idle_usd_per_hour']:.4f}/h. "
+        f"Scaling: KEDA adds a replica when more than {scaling['target_waiting_per_replica']:g} request(s) per "
+        f"replica wait in vLLM's queue or KV-cache use passes {scaling['kv_cache_target']:.0%}"
+        + (
+            f"; after {scaling['idle_seconds'] // 60} idle minutes the last replica goes, and a request then waits "
+            f"up to {scaling['hold_seconds']} s for one to start (`selfhost simulate` prices a day of traffic)."
+            if scaling["min_replicas"] == 0
+            else "."
+        ),
+    ]
 
 
 STARTUP_PHASE_NAMES = {
@@ -148,7 +196,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Plan for stack `{report['stack']}`",
         "",
-        f"{report['model']}: {placement(sizing, report['instance_type'])}, in {report['region']}.",
+        f"{report['model']}: {placement(sizing, report['instance_type'], report['scaling'])}, in {report['region']}.",
         "",
         "## Sizing",
         "",
@@ -188,6 +236,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "|---|---:|---|",
         *(f"| {i['name']} | {i['usd_per_hour']:.4f} | {i['detail']} |" for i in cost["items"]),
         f"| **Total** | **{cost['total_usd_per_hour']:.4f}** | about ${cost['total_usd_per_month']:,.0f} a month |",
+        *scaling_cost_lines(report),
         "",
         f"Each new replica reads its weights{' and image' if report['startup']['image_source'] != 'docker-hub' else ''} "
         f"in-region instead of through the NAT gateway: ${cost['nat_usd_avoided_per_cold_start']:.2f} of NAT data "

@@ -25,6 +25,7 @@ from typing import Any
 import pulumi
 from pydantic import ValidationError
 
+from stacks.autoscaling import ScalingPolicy, scaling_policy
 from stacks.catalogs.eks_versions import support_status
 from stacks.catalogs.instances import GPU_INSTANCES, GpuInstance
 from stacks.catalogs.models import MODELS, ModelSpec
@@ -36,6 +37,7 @@ from stacks.config.schema import (
     NAMESPACES,
     OWNED_NAMESPACES,
     VLLM_IMAGE,
+    AutoscalingSettings,
     AwsSettings,
     ClusterSettings,
     ConfigKey,
@@ -96,10 +98,13 @@ class PlatformConfig:
     network: NetworkSettings
     cluster: ClusterSettings
     monitoring: MonitoringSettings
+    autoscaling: AutoscalingSettings
     model: ModelSpec
     instance: GpuInstance
     serving: ServingPlan
     startup: StartupBudget
+    # What KEDA scales on; None with autoscaling off.
+    scaling: ScalingPolicy | None
     warnings: tuple[str, ...] = ()
 
     @property
@@ -145,20 +150,27 @@ def load_config(
         except ValidationError as error:
             errors += from_validation_error(model, error, by_namespace[model.namespace])
     llm = parsed.get("llm")
-    resolved = _resolve_llm(llm, errors) if llm is not None else None
+    autoscaling = parsed.get("autoscaling")
+    # With autoscaling on, the plan (nodes, the GPU pool's limit, quota, peak cost) is sized for maxReplicas.
+    scaled = autoscaling is not None and autoscaling.enabled
+    replicas_key = "autoscaling:maxReplicas" if scaled else "llm:replicas"
+    replicas = autoscaling.max_replicas if scaled and autoscaling is not None else llm.replicas if llm else 0
+    resolved = _resolve_llm(llm, replicas, replicas_key, errors) if llm is not None else None
     if llm is not None and "aws" in parsed:
         errors += _region_mismatches(llm, parsed["aws"])
     if errors:
         raise ConfigError(errors)
     assert resolved is not None
     model, instance, serving, warnings = resolved
+    startup = startup_budget(instance, weights_bytes(model), parsed["llm"].image_cached)
     return PlatformConfig(
         stack=stack,
         **parsed,
         model=model,
         instance=instance,
         serving=serving,
-        startup=startup_budget(instance, weights_bytes(model), parsed["llm"].image_cached),
+        startup=startup,
+        scaling=scaling_policy(parsed["autoscaling"], serving, startup),
         warnings=(
             *_cluster_warnings(parsed["cluster"], context.today),
             *warnings,
@@ -200,7 +212,7 @@ def _artifact_warnings(llm: LlmSettings) -> list[str]:
 
 
 def _resolve_llm(
-    llm: LlmSettings, errors: list[str]
+    llm: LlmSettings, replicas: int, replicas_key: str, errors: list[str]
 ) -> tuple[ModelSpec, GpuInstance, ServingPlan, list[str]] | None:
     """The catalog model (or one sized by the llm:model* keys), its instance and its serving plan."""
     model = _model(llm, errors)
@@ -225,7 +237,7 @@ def _resolve_llm(
         )
     try:
         serving = plan_serving(
-            model, instance, llm.gpu_memory_utilization, llm.max_model_len, llm.replicas, llm.batch_flags
+            model, instance, llm.gpu_memory_utilization, llm.max_model_len, replicas, llm.batch_flags
         )
     except SizingError as error:
         errors.append(str(error))
@@ -235,8 +247,8 @@ def _resolve_llm(
             invalid(
                 "llm",
                 "maxGpus",
-                f"expected at least {serving.gpu_limit}, the GPU node pool limit for {llm.replicas} replica(s) of "
-                f"{model.id} on {instance.name}; or lower llm:replicas",
+                f"expected at least {serving.gpu_limit}, the GPU node pool limit for {replicas} replica(s) of "
+                f"{model.id} on {instance.name}; or lower {replicas_key}",
                 llm.max_gpus,
             )
         )

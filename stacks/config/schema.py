@@ -593,12 +593,74 @@ class MonitoringSettings(Namespace):
         return retention
 
 
+class AutoscalingSettings(Namespace):
+    """Replicas that follow the load (KEDA), down to zero when the endpoint is idle."""
+
+    namespace: ClassVar[str] = "autoscaling"
+
+    enabled: bool = Field(
+        False,
+        description="Scale the model server on its load with KEDA; off: llm:replicas replicas run always.",
+    )
+    min_replicas: int = Field(
+        0, ge=0, le=64, description="Fewest replicas; 0 scales to zero and holds requests while one starts."
+    )
+    max_replicas: int = Field(
+        2, ge=1, le=64, description="Most replicas; the GPU pool, quota and peak cost follow it."
+    )
+    idle_minutes: int = Field(
+        30,
+        ge=1,
+        le=1440,
+        description="Minutes without a request before the last replica goes (minReplicas 0).",
+    )
+    target_waiting_per_replica: float = Field(
+        2.0,
+        gt=0,
+        le=1000,
+        description="Requests waiting in vLLM's queue per replica before another is added.",
+    )
+    kv_cache_target: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="KV-cache usage per replica (0-1) before another is added (second signal).",
+    )
+    hold_seconds: int | None = Field(
+        None,
+        ge=30,
+        le=3600,
+        description="How long a request waits for a replica to start from zero before it is answered 503; unset: "
+        "the startup budget and a half.",
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> AutoscalingSettings:
+        if self.min_replicas > self.max_replicas:
+            _problems(
+                "AutoscalingSettings",
+                [
+                    (
+                        "minReplicas",
+                        f"expected at most autoscaling:maxReplicas ({self.max_replicas})",
+                        self.min_replicas,
+                    )
+                ],
+            )
+        return self
+
+    @property
+    def scale_to_zero(self) -> bool:
+        return self.enabled and self.min_replicas == 0
+
+
 NAMESPACES: tuple[type[Namespace], ...] = (
     AwsSettings,
     LlmSettings,
     NetworkSettings,
     ClusterSettings,
     MonitoringSettings,
+    AutoscalingSettings,
 )
 # The namespaces this project owns: every key in them must be one the schema knows.
 OWNED_NAMESPACES = frozenset(model.namespace for model in NAMESPACES) - {"aws"}

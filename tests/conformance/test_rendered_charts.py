@@ -91,12 +91,15 @@ def all_objects(releases: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_release_renders_with_the_real_chart(rendered, stack):
     releases = rendered[stack]
+    # Both stacks scale with KEDA; only dev scales to zero, through the HTTP add-on.
+    autoscaling = {"dev": {"keda", "http-add-on"}, "prod": {"keda"}}[stack]
     assert set(releases) == {
         "karpenter-crd",
         "karpenter",
         "kube-prometheus-stack",
         "nvidia-device-plugin",
         "dcgm-exporter",
+        *autoscaling,
     }
     assert all(releases.values()), {name: len(objects) for name, objects in releases.items()}
 
@@ -223,7 +226,7 @@ def test_the_gpu_agents_cover_the_gpu_pool_and_stay_off_the_system_pool(rendered
 
 def test_the_model_server_lands_on_the_gpu_pool_and_karpenter_on_fargate(rendered, dev_plan):
     nodes = nodes_of(dev_plan)
-    [deployment] = dev_plan.of_type("kubernetes:apps/v1:Deployment")
+    deployment = dev_plan.named("model-server-deployment")
     [spec] = pod_specs(deployment.inputs)
     assert schedulable(spec, nodes["gpu"]) and not schedulable(spec, nodes["system"])
     [controller] = [o for o in rendered["dev"]["karpenter"] if o["kind"] == "Deployment"]

@@ -3,7 +3,9 @@
 - Core Kubernetes objects: kubernetes-validate's schemas for the stack's cluster version, strict (unknown
   fields rejected).
 - ServiceMonitor and PrometheusRule: the prometheus-operator CRDs that kube-prometheus-stack 88.5.3 installs
-  (../shared/reference/kube-prometheus-stack/crds), unknown fields rejected (tests/conformance/crd_schema).
+  (../shared/reference/kube-prometheus-stack/crds); ScaledObject and InterceptorRoute: KEDA 2.20.2's and the
+  HTTP add-on 0.15.0's (../shared/reference/keda, keda-add-ons-http); unknown fields rejected and CEL rules
+  evaluated (tests/conformance/crd_schema).
 - The pod lands on a node of the plan's GPU NodePool (labels and taints as Karpenter sets them) and not on
   a system node, and its requests fit the instance's allocatable (../shared/reference/aws).
 """
@@ -20,26 +22,30 @@ import pytest
 
 from selfhost.plan.command import write_plan
 from selfhost.plan.runner import SECRET, PlanResult, run_program, stack_config
-from tests.conformance.crd_schema import Crds, load_crds, schema_errors
+from tests.conformance.crd_schema import Crds, cel_errors, load_crds, schema_errors
 from tests.conformance.scheduling import Node, node_from_pool, schedulable
 
 MODEL_SERVER = "selfhost:index:ModelServer"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 OPERATOR_CRDS = "kube-prometheus-stack/crds"
-CUSTOM_KINDS = ("ServiceMonitor", "PrometheusRule")
+CUSTOM_KINDS = ("ServiceMonitor", "PrometheusRule", "ScaledObject", "InterceptorRoute")
+KEDA_CRDS = ("keda", "keda-add-ons-http")
+# The model server's own objects (a stack that scales to zero also runs a small responder beside it).
+SERVER = "vllm"
 # What DaemonSets on a GPU node request (components/serving/budget.py lists the sources): kube-proxy
 # 100m, aws-node 2 x 25m, dcgm-exporter 100m/128Mi, ebs-csi-node 3 x 10m/40Mi.
 DAEMONSET_CPU_MILLICORES = 100 + 50 + 100 + 30
 DAEMONSET_MEMORY_MIB = 128 + 120
 
+FIXED = {"autoscaling:enabled": "false"}
 CASES = {
     "dev": ("dev", {}),
     "prod": ("prod", {}),
     "multi-gpu": (
         "dev",
-        {"llm:model": "meta-llama/Llama-3.1-70B-Instruct", "llm:instanceType": "g6e.12xlarge"},
+        {**FIXED, "llm:model": "meta-llama/Llama-3.1-70B-Instruct", "llm:instanceType": "g6e.12xlarge"},
     ),
-    "packed": ("dev", {"llm:instanceType": "g6.12xlarge", "llm:replicas": 4}),
+    "packed": ("dev", {**FIXED, "llm:instanceType": "g6.12xlarge", "llm:replicas": 4}),
     "load-balancer": (
         "dev",
         {"llm:serviceType": "LoadBalancer", "llm:loadBalancerScheme": "internet-facing"},
@@ -52,8 +58,8 @@ def serving_objects(plan: PlanResult) -> list[dict[str, Any]]:
     return [r.inputs for r in plan.resources if r.parent == server.name and "kind" in r.inputs]
 
 
-def of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    (match,) = [o for o in objects if o["kind"] == kind]
+def of_kind(objects: list[dict[str, Any]], kind: str, name: str = SERVER) -> dict[str, Any]:
+    (match,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
     return match
 
 
@@ -72,7 +78,10 @@ def case_plan(request, dev_plan, prod_plan, plan_with) -> PlanResult:
 
 @pytest.fixture(scope="module")
 def operator_crds(reference: Path) -> Crds:
-    return load_crds(reference / OPERATOR_CRDS)
+    crds = load_crds(reference / OPERATOR_CRDS)
+    for folder in KEDA_CRDS:
+        crds.update(load_crds(reference / folder))
+    return crds
 
 
 def test_core_objects_validate_strictly(case_plan):
@@ -87,12 +96,18 @@ def test_core_objects_validate_strictly(case_plan):
             pytest.fail(f"{manifest['kind']} {manifest['metadata']['name']}: {str(error).splitlines()[0]}")
 
 
-def test_monitoring_objects_validate_against_the_operator_crds(case_plan, operator_crds):
-    objects = serving_objects(case_plan)
-    for kind in CUSTOM_KINDS:
-        manifest = of_kind(objects, kind)
-        assert manifest["apiVersion"] == "monitoring.coreos.com/v1"
-        assert schema_errors(operator_crds, manifest) == [], kind
+def test_custom_objects_validate_against_their_crds(case_plan, operator_crds):
+    objects = [o for o in serving_objects(case_plan) if o["kind"] in CUSTOM_KINDS]
+    kinds = {o["kind"] for o in objects}
+    assert {"ServiceMonitor", "PrometheusRule"} <= kinds
+    # Autoscaling: dev scales to zero (a ScaledObject and the route), prod from 2 (a ScaledObject only).
+    expected = {"dev": {"ScaledObject", "InterceptorRoute"}, "prod": {"ScaledObject"}}.get(
+        case_plan.stack if case_plan.config.scaling is not None else "", set()
+    )
+    assert kinds - {"ServiceMonitor", "PrometheusRule"} == expected
+    for manifest in objects:
+        assert schema_errors(operator_crds, manifest) == [], manifest["kind"]
+        assert cel_errors(operator_crds, manifest) == [], manifest["kind"]
 
 
 def test_strict_crd_schema_rejects_unknown_fields(operator_crds, dev_plan):
@@ -184,7 +199,9 @@ def test_gpu_node_pool_limit_leaves_room_for_a_surge_pod(case_plan):
         deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"]
     )
     surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
-    assert (deployment["spec"]["replicas"] + surge) * gpus <= gpu_pool["spec"]["limits"]["nvidia.com/gpu"]
+    # The most replicas: the Deployment's own count, or KEDA's maximum when it owns the count.
+    replicas = deployment["spec"].get("replicas", case_plan.config.serving.replicas)
+    assert (replicas + surge) * gpus <= gpu_pool["spec"]["limits"]["nvidia.com/gpu"]
 
 
 def test_no_secret_value_in_the_plan(tmp_path):
@@ -195,4 +212,5 @@ def test_no_secret_value_in_the_plan(tmp_path):
     write_plan(plan, tmp_path)
     written = "\n".join(path.read_text() for path in tmp_path.rglob("*") if path.is_file())
     assert api_key not in written and token not in written
-    assert of_kind(serving_objects(plan), "Secret")["stringData"] == {"api-key": SECRET, "hf-token": SECRET}
+    secret = of_kind(serving_objects(plan), "Secret", "vllm-credentials")
+    assert secret["stringData"] == {"api-key": SECRET, "hf-token": SECRET}

@@ -100,11 +100,11 @@ def test_an_internet_facing_plan_passes_when_the_config_says_so(plan_with: Calla
 
 
 def test_the_gpu_ceiling_stops_the_dev_plan_below_its_gpu_limit(dev_plan: PlanResult) -> None:
-    # dev: one Mistral-7B replica on one g6.xlarge (1 L4 GPU) = 1 node; the GPU pool's limit keeps one spare
-    # node: (1 + 1) nodes x 1 GPU = 2 GPUs. A ceiling of 1 is below it.
-    assert plan_violations(dev_plan, max_gpus=2) == []
-    assert plan_violations(dev_plan, max_gpus=1) == [
-        "NodePools may hold 2 GPUs in all, above this stack's ceiling of 1: lower their nvidia.com/gpu "
+    # dev: at most 2 Mistral-7B replicas (autoscaling:maxReplicas), one per g6.xlarge (1 L4 GPU) = 2 nodes;
+    # the GPU pool's limit keeps one spare node: (2 + 1) nodes x 1 GPU = 3 GPUs. A ceiling of 2 is below it.
+    assert plan_violations(dev_plan, max_gpus=3) == []
+    assert plan_violations(dev_plan, max_gpus=2) == [
+        "NodePools may hold 3 GPUs in all, above this stack's ceiling of 2: lower their nvidia.com/gpu "
         "limits or raise the policy's maxGpus"
     ]
 

@@ -41,10 +41,16 @@ def test_dev_and_prod_stack_files():
     prod = load(stack_config("prod")[0], "prod")
     assert dev.llm.capacity_types == ("spot", "on-demand")
     assert dev.network.nat_gateways == "single"
-    assert dev.llm.replicas == 1
+    # dev scales between 0 and 2 replicas, to zero after 30 idle minutes; prod between 2 and 4.
+    assert (dev.autoscaling.enabled, dev.autoscaling.min_replicas, dev.autoscaling.max_replicas) == (
+        True,
+        0,
+        2,
+    )
+    assert dev.autoscaling.idle_minutes == 30
     assert prod.llm.capacity_types == ("on-demand",)
     assert prod.network.nat_gateways == "perAz"
-    assert prod.llm.replicas == 2
+    assert (prod.autoscaling.min_replicas, prod.autoscaling.max_replicas) == (2, 4)
     assert prod.monitoring.persistence
     assert not prod.cluster.node_ami_alias.endswith("@latest")
 
@@ -181,6 +187,8 @@ def test_a_fitting_model_is_never_refused_by_a_default_ceiling():
 def test_an_explicit_gpu_ceiling_guards_cost():
     errors = errors_of(
         {
+            "autoscaling:enabled": "false",
+            "llm:replicas": "1",
             "llm:model": "meta-llama/Llama-3.1-70B-Instruct",
             "llm:instanceType": "p4d.24xlarge",
             "llm:maxGpus": "8",

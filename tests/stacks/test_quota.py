@@ -43,12 +43,13 @@ def test_a_parked_model_needs_no_gpu_quota():
 
 def test_the_report_states_the_quota_and_the_spot_caveat(dev_plan, prod_plan, tmp_path):
     report = write_plan(dev_plan, tmp_path / "dev")
+    # dev: a pool limit of 3 GPUs (2 replicas at most, plus a spare node) = 3 x g6.xlarge x 4 vCPUs = 12.
     assert {(row["quota"], row["vcpus"]) for row in report["quota"]} >= {
-        ("Running On-Demand G and VT instances", 8),
-        ("All G and VT Spot Instance Requests", 8),
+        ("Running On-Demand G and VT instances", 12),
+        ("All G and VT Spot Instance Requests", 12),
     }
     markdown = (tmp_path / "dev" / "report.md").read_text()
-    assert "| Running On-Demand G and VT instances (`L-DB2E81BA`) | on-demand | 8 |" in markdown
+    assert "| Running On-Demand G and VT instances (`L-DB2E81BA`) | on-demand | 12 |" in markdown
     assert "## Spot" in markdown and "120 s after its interruption notice" in markdown
     prod = write_plan(prod_plan, tmp_path / "prod")
     assert json.loads((tmp_path / "prod" / "report.json").read_text())["quota"] == prod["quota"]

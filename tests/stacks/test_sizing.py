@@ -208,7 +208,12 @@ def test_one_replica_on_a_four_gpu_node_says_three_gpus_are_idle():
 
 def test_the_summary_tells_nodes_from_replicas(plan_with, capsys, tmp_path):
     plan = plan_with(
-        {"llm:instanceType": "g6.12xlarge", "llm:replicas": 4, "llm:capacityTypes": '["on-demand"]'}
+        {
+            "autoscaling:enabled": "false",
+            "llm:instanceType": "g6.12xlarge",
+            "llm:replicas": 4,
+            "llm:capacityTypes": '["on-demand"]',
+        }
     )
     report = write_plan(plan, tmp_path)
     line = summary(report, tmp_path).splitlines()
@@ -216,3 +221,16 @@ def test_the_summary_tells_nodes_from_replicas(plan_with, capsys, tmp_path):
     # One node at $4.6016/h runs the four replicas; "4 x g6.12xlarge" would read as four nodes.
     assert model_line.endswith("4 replica(s) on 1 x g6.12xlarge node(s), 4 replica(s) per node")
     assert "4 replica(s) on 1 x g6.12xlarge node(s)" in (tmp_path / "report.md").read_text()
+
+
+def test_the_summary_says_the_scaling_range_and_its_costs(dev_plan, tmp_path):
+    report = write_plan(dev_plan, tmp_path)
+    lines = summary(report, tmp_path).splitlines()
+    [model_line] = [text for text in lines if text.strip().startswith("Model")]
+    assert model_line.endswith(
+        "0 to 2 replica(s) on the load, to zero after 30 idle minutes, on up to 2 x g6.xlarge node(s), "
+        "1 replica(s) per node"
+    )
+    [cost_line] = [text for text in lines if text.strip().startswith("Cost")]
+    # tests/stacks/test_cost.py works both figures out: $0.36713/h idle, $1.98769/h with 2 replicas.
+    assert cost_line.strip() == "Cost     $0.37/h at 0 replica(s), up to $1.99/h at 2"

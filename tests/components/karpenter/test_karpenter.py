@@ -442,10 +442,11 @@ def test_fallback_keeps_the_chosen_type_first_and_same_gpu_count():
 @pytest.mark.parametrize(
     ("stack", "expected"),
     [
-        # dev: 1 replica on g6.xlarge (1 GPU) = 1 node; one spare node: (1 + 1) x 1 = 2 GPUs.
-        ("dev", 2),
-        # prod: 2 replicas = 2 nodes; (2 + 1) x 1 = 3 GPUs.
-        ("prod", 3),
+        # dev: at most 2 replicas (autoscaling:maxReplicas) on g6.xlarge (1 GPU) = 2 nodes; one spare node:
+        # (2 + 1) x 1 = 3 GPUs.
+        ("dev", 3),
+        # prod: at most 4 replicas = 4 nodes; (4 + 1) x 1 = 5 GPUs.
+        ("prod", 5),
     ],
 )
 def test_gpu_limit_is_the_serving_plan_plus_a_spare_node(request, stack, expected):
@@ -454,7 +455,8 @@ def test_gpu_limit_is_the_serving_plan_plus_a_spare_node(request, stack, expecte
 
 
 def test_parked_model_allows_no_gpu_node(plan_with):
-    assert node_pool(plan_with({"llm:replicas": 0}), "gpu")["spec"]["limits"] == {"nvidia.com/gpu": 0}
+    parked = plan_with({"autoscaling:enabled": "false", "llm:replicas": 0})
+    assert node_pool(parked, "gpu")["spec"]["limits"] == {"nvidia.com/gpu": 0}
 
 
 def test_gpu_pool_disruption_does_not_reshuffle_loaded_models(dev_plan):
@@ -540,7 +542,7 @@ def test_changing_the_model_changes_no_node_class_or_pool(dev_plan, plan_with):
     qwen = plan_with({"llm:model": "Qwen/Qwen2.5-7B-Instruct"})
     for kind in (NODE_CLASS, NODE_POOL):
         assert inputs_by_name(qwen, kind) == inputs_by_name(dev_plan, kind), kind
-    [deployment] = qwen.of_type("kubernetes:apps/v1:Deployment")
+    deployment = qwen.named("model-server-deployment")
     assert (
         deployment.inputs["spec"]["template"]["metadata"]["labels"]["selfhost/model"] == "qwen2-5-7b-instruct"
     )

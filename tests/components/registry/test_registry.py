@@ -57,7 +57,7 @@ def test_nodes_may_import_and_create_only_under_the_prefix():
 
 def test_without_credentials_the_image_comes_from_docker_hub(dev_plan):
     assert not dev_plan.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
-    [deployment] = dev_plan.of_type("kubernetes:apps/v1:Deployment")
+    deployment = dev_plan.named("model-server-deployment")
     assert (
         deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "vllm/vllm-openai:v0.33.0"
     )
@@ -72,7 +72,7 @@ def test_with_credentials_the_model_server_and_the_staging_job_pull_through_the_
         "credentialArn": CREDENTIALS,
     }
     expected = f"{HOST}/llm-dev-docker-hub/vllm/vllm-openai:v0.33.0"
-    [deployment] = plan.of_type("kubernetes:apps/v1:Deployment")
+    deployment = plan.named("model-server-deployment")
     [job] = plan.of_type("kubernetes:batch/v1:Job")
     for workload in (deployment, job):
         assert workload.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == expected

@@ -51,6 +51,8 @@ VLLM_EXPORTED = {
     *(f"{name}{suffix}" for name in VLLM_HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")),
 }
 KUBE_STATE_METRICS = {"kube_deployment_spec_replicas", "kube_deployment_status_replicas_available"}
+# KEDA's operator (kedacore/keda v2.20.2 pkg/metricscollector/prommetrics.go): each trigger's current value.
+KEDA_METRICS = {"keda_scaler_metrics_value"}
 
 NS = 'namespace="llm"'
 MODEL = f'{NS}, model_name="m", engine="0"'
@@ -94,6 +96,10 @@ def series(selector: str, values: str) -> dict[str, str]:
 
 
 MODEL_LABELS = {"namespace": "llm", "model_name": "m"}
+HELD = (
+    'keda_scaler_metrics_value{namespace="keda", exported_namespace="llm", scaledObject="vllm", '
+    'scaler="http-requests", triggerIndex="0", type="scaledobject", metric="s0-http-requests"}'
+)
 
 # For each alert: the trouble it names fires, and healthy (or merely different) data stays quiet.
 # Durations: "for" is 19m for VllmNoReadyReplica on the dev stack (its startup budget, 60 s node + 218 s image
@@ -136,6 +142,72 @@ CASES: dict[str, list[dict]] = {
             [
                 series(f"kube_deployment_status_replicas_available{{{DEPLOYMENT}}}", "1x60"),
                 series(f"kube_deployment_spec_replicas{{{DEPLOYMENT}}}", "1x60"),
+            ],
+            None,
+        ),
+    ],
+    # dev may run 2 replicas and adds one per 2 waiting requests: capacity is exhausted when 2 run and more than
+    # 2 x 2 = 4 requests wait, with the queue still growing, for 10 minutes.
+    "VllmCapacityExhausted": [
+        alert(
+            "VllmCapacityExhausted",
+            "30m",
+            [
+                series(f"kube_deployment_spec_replicas{{{DEPLOYMENT}}}", "2x60"),
+                series(f'vllm:num_requests_waiting{{{MODEL}, pod="a"}}', "5+1x60"),
+            ],
+            {"severity": "warning"},
+        ),
+        # A long queue that no longer grows is busy, not exhausted.
+        alert(
+            "VllmCapacityExhausted",
+            "30m",
+            [
+                series(f"kube_deployment_spec_replicas{{{DEPLOYMENT}}}", "2x60"),
+                series(f'vllm:num_requests_waiting{{{MODEL}, pod="a"}}', "10x60"),
+            ],
+            None,
+        ),
+        # Below the maximum KEDA can still add a replica.
+        alert(
+            "VllmCapacityExhausted",
+            "30m",
+            [
+                series(f"kube_deployment_spec_replicas{{{DEPLOYMENT}}}", "1x60"),
+                series(f'vllm:num_requests_waiting{{{MODEL}, pod="a"}}', "5+1x60"),
+            ],
+            None,
+        ),
+    ],
+    # dev holds a request 1.5 x its 375 s startup budget = 562.5 -> 563 s, so the alert waits 10 minutes of
+    # held requests with no ready replica. KEDA's value is scraped from its operator in namespace keda.
+    "VllmRequestsHeldWithoutReplica": [
+        alert(
+            "VllmRequestsHeldWithoutReplica",
+            "20m",
+            [
+                series(f"{HELD}", "3x60"),
+                series(f"kube_deployment_status_replicas_available{{{DEPLOYMENT}}}", "0x60"),
+            ],
+            {"severity": "warning"},
+        ),
+        # Requests pass through while a replica is ready.
+        alert(
+            "VllmRequestsHeldWithoutReplica",
+            "20m",
+            [
+                series(f"{HELD}", "3x60"),
+                series(f"kube_deployment_status_replicas_available{{{DEPLOYMENT}}}", "1x60"),
+            ],
+            None,
+        ),
+        # Scaled to zero with nobody asking: nothing is held.
+        alert(
+            "VllmRequestsHeldWithoutReplica",
+            "20m",
+            [
+                series(f"{HELD}", "0x60"),
+                series(f"kube_deployment_status_replicas_available{{{DEPLOYMENT}}}", "0x60"),
             ],
             None,
         ),
@@ -273,7 +345,8 @@ def write_tests(directory: Path, rules: Path, tests: list[dict]) -> Path:
 def test_rule_file_passes_promtool_check(tmp_path: Path):
     result = run_promtool("check", "rules", str(write_rules(tmp_path, rule_groups(dev_settings()))))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    # Seven for every stack, and two more for dev's autoscaling with scale to zero.
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_prometheus_rule_carries_the_same_groups():
@@ -311,7 +384,9 @@ def test_promtool_test_catches_a_wrong_expectation(tmp_path: Path):
 def test_alerts_read_only_exported_metrics():
     for group in rule_groups(dev_settings()):
         for rule in group["rules"]:
-            assert metric_names(rule["expr"]) <= VLLM_EXPORTED | KUBE_STATE_METRICS, rule["alert"]
+            assert metric_names(rule["expr"]) <= VLLM_EXPORTED | KUBE_STATE_METRICS | KEDA_METRICS, rule[
+                "alert"
+            ]
             # Removed names that match nothing today.
             assert "gpu_cache_usage_perc" not in rule["expr"]
 

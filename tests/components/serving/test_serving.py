@@ -56,10 +56,14 @@ SOURCE = ModelSource(
     uri="s3://llm-dev-weights-x/models/mistralai/Mistral-7B-Instruct-v0.2/main/",
     image="vllm/vllm-openai:v0.33.0",
 )
+# The stacks as they ship (KEDA scales dev between 0 and 2 replicas, prod between 2 and 4), and fixed-replica
+# variants for what does not depend on autoscaling.
 DEV = {}
 PROD: dict[str, str] = {}
-MULTI_GPU = {"llm:model": LLAMA_70B, "llm:instanceType": "g6e.12xlarge"}
-PACKED = {"llm:instanceType": "g6.12xlarge", "llm:replicas": "4"}
+FIXED = {"autoscaling:enabled": "false"}
+SINGLE = {**FIXED, "llm:replicas": "1"}
+MULTI_GPU = {**SINGLE, "llm:model": LLAMA_70B, "llm:instanceType": "g6e.12xlarge"}
+PACKED = {**FIXED, "llm:instanceType": "g6.12xlarge", "llm:replicas": "4"}
 
 
 def container(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,7 +76,7 @@ def flag(args: list[str], name: str) -> str:
 
 
 # Per case: (stack, overrides, TP, max_model_len, GPUs, CPU, memory, cache, ephemeral, shm, startup probe
-# failures, replicas). Hand calculations:
+# failures, replicas; None where KEDA owns the count). Hand calculations:
 # - Mistral-7B: weights 7,241,732,096 x 2 B = 14,483,464,192 B = 13.49 GiB; one L4 holds 42,160 KV tokens at
 #   the safe end of the estimate (worked in tests/stacks/test_sizing.py) >= 32768: TP 1 and the full context.
 # - Cache: the weights stream from S3 to the GPU, so only config/tokenizer (1 GiB) and compile caches (10 GiB):
@@ -89,8 +93,8 @@ def flag(args: list[str], name: str) -> str:
 #   360157 - 1024 = 359133 MiB; shm 2 GiB x 4 = 8 GiB. 100,000 Mbit/s (S3's per-instance ceiling too) =
 #   12.5e9 B/s: 141,107,412,992 / 12.5e9 = 11.3 -> 12 s; 3 x 62 = 186 s -> 19.
 CASES = {
-    "dev": ("dev", DEV, 1, 32768, 1, "3400m", "13138Mi", "11Gi", "16Gi", "2Gi", 30, 1),
-    "prod": ("prod", PROD, 1, 32768, 1, "3400m", "13138Mi", "11Gi", "16Gi", "2Gi", 30, 2),
+    "dev": ("dev", DEV, 1, 32768, 1, "3400m", "13138Mi", "11Gi", "16Gi", "2Gi", 30, None),
+    "prod": ("prod", PROD, 1, 32768, 1, "3400m", "13138Mi", "11Gi", "16Gi", "2Gi", 30, None),
     "multi-gpu": ("dev", MULTI_GPU, 4, 49776, 4, "47300m", "359133Mi", "11Gi", "16Gi", "8Gi", 19, 1),
     "packed": ("dev", PACKED, 1, 32768, 1, "11800m", "44477Mi", "11Gi", "16Gi", "2Gi", 16, 4),
 }
@@ -104,7 +108,7 @@ def test_deployment_follows_the_sizing_plan(case):
     vllm = container(manifest)
     args = vllm["args"]
 
-    assert manifest["spec"]["replicas"] == replicas
+    assert manifest["spec"].get("replicas") == replicas
     # The weights come from the stack's bucket; clients still name the model by its id.
     assert args[0] == SOURCE.uri
     assert flag(args, "--load-format") == "runai_streamer"
@@ -134,7 +138,7 @@ def test_the_platform_plan_deploys_the_same(case, plan_with):
     the builders give for the case."""
     stack, overrides, tp, context, gpus, cpu, memory, *_, replicas = CASES[case]
     plan = plan_with(overrides, stack)
-    (deployment,) = plan.of_type("kubernetes:apps/v1:Deployment")
+    deployment = plan.named("model-server-deployment")
     vllm = container(deployment.inputs)
     assert deployment.inputs["spec"]["replicas"] == replicas
     assert flag(vllm["args"], "--tensor-parallel-size") == str(tp)
@@ -242,10 +246,11 @@ def test_extra_engine_args_cannot_override_what_the_platform_sets(flag_text):
 
 
 def test_spread_and_disruption_budget_only_with_several_replicas():
-    single = settings_for(DEV)
+    single = settings_for(SINGLE)
     assert "topologySpreadConstraints" not in deployment_manifest(single, SOURCE)["spec"]["template"]["spec"]
     assert pod_disruption_budget(single) is None
 
+    # prod: KEDA keeps 2 to 4 replicas, one per node.
     two_nodes = settings_for(PROD, "prod")
     spread = deployment_manifest(two_nodes, SOURCE)["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert {(s["topologyKey"], s["whenUnsatisfiable"], s["maxSkew"]) for s in spread} == {
@@ -282,7 +287,7 @@ def test_service_is_cluster_internal_unless_a_load_balancer_is_asked_for():
 
 
 def test_endpoint_commands():
-    reach = endpoint(settings_for(DEV))
+    reach = endpoint(settings_for(SINGLE))
     assert reach.service == "llm/vllm"
     assert reach.port == 8000
     assert reach.in_cluster_url == "http://vllm.llm.svc.cluster.local:8000/v1"
@@ -355,6 +360,8 @@ def test_component_registers_every_object_under_itself():
             "kubernetes:core/v1:ConfigMap",
             "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             "kubernetes:batch/v1:Job",
+            # prod scales between 2 and 4 replicas: a ScaledObject, no route (it never scales to zero).
+            "kubernetes:keda.sh/v1alpha1:ScaledObject",
         ]
     )
     assert plan.named("model").type == "selfhost:index:ModelServer"
@@ -410,11 +417,11 @@ def test_gated_model_without_token_stops_pulumi_up():
             [*secret_keys, "llm:hfToken"],
             program=lambda c: build_platform(c, deploying=True),
         ).outputs
-        assert outputs["endpoint_port"] == 8000
+        assert outputs["endpoint_url"].endswith("/v1")
 
 
 def test_the_network_policy_admits_prometheus_and_the_named_namespaces_only():
-    policy = network_policy(settings_for({"llm:clientNamespaces": '["apps", "batch-jobs"]'}))
+    policy = network_policy(settings_for({**SINGLE, "llm:clientNamespaces": '["apps", "batch-jobs"]'}))
     assert policy["spec"]["podSelector"] == {"matchLabels": selector_labels(settings_for(DEV))}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     [rule] = policy["spec"]["ingress"]

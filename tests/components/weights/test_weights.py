@@ -242,7 +242,7 @@ def test_each_role_belongs_to_one_service_account_and_reads_the_served_revision(
 
 def test_the_model_server_loads_from_the_bucket_after_the_job(dev_plan: PlanResult):
     [job] = dev_plan.of_type("kubernetes:batch/v1:Job")
-    [deployment] = dev_plan.of_type("kubernetes:apps/v1:Deployment")
+    deployment = dev_plan.named("model-server-deployment")
     assert job.name in deployment.dependencies
     [vllm] = deployment.inputs["spec"]["template"]["spec"]["containers"]
     bucket = dev_plan.of_type("aws:s3/bucket:Bucket")[0]

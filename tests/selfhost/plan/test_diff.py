@@ -18,7 +18,8 @@ from selfhost.plan.diff import (
 )
 
 # The pull request's change: a NAT gateway per AZ (3 AZs by default) and two replicas of the model.
-PR_OVERRIDES = {"network:natGateways": "perAz", "llm:replicas": "2"}
+# A pull request that gives every AZ its NAT gateway and lets dev scale to three replicas.
+PR_OVERRIDES = {"network:natGateways": "perAz", "autoscaling:maxReplicas": "3"}
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +34,12 @@ def two_plans(tmp_path_factory, dev_plan, plan_with) -> tuple[Path, Path]:
 def test_real_plans_differ_in_cost_by_the_hand_calculated_amount(two_plans):
     diff = diff_plans(read_plan(two_plans[0]), read_plan(two_plans[1]))
     items = {item.name: (item.old, item.new) for item in diff.cost_items}
-    # NAT: 1 x ($0.045 + $0.005 IPv4) -> 3 x $0.05. GPU nodes: 1 -> 2 g6.xlarge at $0.8048. Root volumes: (GPU nodes + 1 system
-    # node) x 50 GiB x $0.08 / 730 h = 2 x 0.005479 -> 3 x 0.005479 (0.010959 -> 0.016438).
+    # NAT: 1 x ($0.045 + $0.005 IPv4) -> 3 x $0.05. GPU nodes at the peak: 2 -> 3 g6.xlarge at $0.8048. Root
+    # volumes: (GPU nodes + 1 system node) x 50 GiB x $0.08 / 730 h = 3 x 0.005479 -> 4 x 0.005479
+    # (0.016438 -> 0.021918).
     assert items["NAT gateways"] == (pytest.approx(0.05), pytest.approx(0.15))
-    assert items["GPU nodes"] == (pytest.approx(0.8048), pytest.approx(1.6096))
-    assert items["Node root volumes"] == (pytest.approx(0.011, abs=1e-4), pytest.approx(0.0164, abs=1e-4))
+    assert items["GPU nodes"] == (pytest.approx(1.6096), pytest.approx(2.4144))
+    assert items["Node root volumes"] == (pytest.approx(0.0164, abs=1e-4), pytest.approx(0.0219, abs=1e-4))
     assert set(items) == {"NAT gateways", "GPU nodes", "Node root volumes"}
     # 0.10 + 0.8048 + 0.005479 = 0.910279, from totals rounded to 4 places.
     assert diff.cost_after - diff.cost_before == pytest.approx(0.9103, abs=2e-4)
@@ -58,25 +60,25 @@ def test_real_plans_differ_by_two_nat_gateways_and_their_routes(two_plans):
     assert diff.unchanged + len(diff.changed) + len(diff.removed) == len(base.resources)
 
 
-def test_real_plans_show_the_model_deployment_going_to_two_replicas(two_plans):
+def test_real_plans_show_the_scaled_object_going_to_three_replicas(two_plans):
     diff = diff_plans(read_plan(two_plans[0]), read_plan(two_plans[1]))
-    deployments = [r for r in diff.changed if r.key.startswith("`kubernetes:apps/v1:Deployment`")]
-    assert len(deployments) == 1
-    assert InputChange("spec.replicas", 1, 2) in deployments[0].changes
+    scalers = [r for r in diff.changed if r.key.startswith("`kubernetes:keda.sh/v1alpha1:ScaledObject`")]
+    assert len(scalers) == 1
+    assert InputChange("spec.maxReplicaCount", 2, 3) in scalers[0].changes
 
 
 def test_markdown_of_real_plans_shows_cost_and_resources(two_plans):
     diff = diff_plans(read_plan(two_plans[0]), read_plan(two_plans[1]))
     markdown = diff_markdown(diff, "build/base")
     assert "### Offline plan diff of stack `dev`" in markdown
-    # dev: 0.10 + 0.05 + 0.8048 + 0.0864 + 0.09874 + 0.024685 + 0.010959 + 0.00137 + 0.000456 (weights in S3)
-    # = 1.17741 -> 1.1774; the PR adds 0.910279 -> 2.08769 -> 2.0877.
-    assert "$1.1774/h → $2.0877/h" in markdown
+    # dev at its peak: 0.10 + 0.05 + 2 x 0.8048 + 0.0864 + 0.09874 + 0.024685 + 0.016438 + 0.00137 + 0.000456
+    # (weights in S3) = 1.98769 -> 1.9877; the PR adds 0.910279 -> 2.89797 -> 2.8980.
+    assert "$1.9877/h → $2.8980/h" in markdown
     assert "| NAT gateways | 0.0500 | 0.1500 | +$0.1000 |" in markdown
-    assert "on 1 x g6.xlarge → mistralai/Mistral-7B-Instruct-v0.2 on 2 x g6.xlarge" in markdown
+    assert "on 2 x g6.xlarge → mistralai/Mistral-7B-Instruct-v0.2 on 3 x g6.xlarge" in markdown
     assert "#### Added" in markdown and "#### Changed" in markdown and "#### Removed" not in markdown
     assert "| `natGatewayId` |" in markdown
-    assert "| `spec.replicas` | `1` | `2` |" in markdown
+    assert "| `spec.maxReplicaCount` | `2` | `3` |" in markdown
 
 
 def test_a_plan_compared_with_itself_has_no_changes(two_plans):
@@ -90,8 +92,8 @@ def test_a_plan_compared_with_itself_has_no_changes(two_plans):
 def test_cli_writes_diff_md_and_prints_it(two_plans, tmp_path, capsys):
     assert main(["plan", "dev", "--out", str(tmp_path / "new"), "--diff", str(two_plans[1])]) == 0
     written = (tmp_path / "new" / "diff.md").read_text()
-    # The committed dev stack against the PR plan: the PR's 3 NAT gateways and 2 replicas go away again.
-    assert "$2.0877/h → $1.1774/h" in written
+    # The committed dev stack against the PR plan: the PR's 3 NAT gateways and third replica go away again.
+    assert "$2.8980/h → $1.9877/h" in written
     assert "#### Removed" in written
     assert written in capsys.readouterr().out
 
