@@ -1,9 +1,11 @@
-"""Where the endpoint is: a stack's outputs reached through `kubectl port-forward`, or `--base-url`.
+"""Where the endpoint is: a stack's outputs (its https URL, or a `kubectl port-forward`), or `--base-url`.
 
-The vLLM Service is ClusterIP unless llm:serviceType says LoadBalancer, so from a laptop the way in is a
-port-forward to it (or `--base-url` with the load balancer's address). The stack
-exports `endpoint_service` ("<namespace>/<service>"), `endpoint_port` and the secret `api_key`; when it
-also exports `kubeconfig`, that one is used so the user needs no `aws eks update-kubeconfig` first.
+A stack with a TLS load balancer (llm:loadBalancerCertificateArn and llm:endpointHostname) exports
+`endpoint_url` as `https://<hostname>/v1`: clients use it directly, with the certificate verified, and
+need neither kubectl nor a kubeconfig. Otherwise `endpoint_url` is the in-cluster URL, and from a laptop
+the way in is a port-forward to the vLLM Service (or `--base-url` with a load balancer's address): the
+stack exports `endpoint_service` ("<namespace>/<service>"), `endpoint_port` and the secret `api_key`;
+when it also exports `kubeconfig`, that one is used so the user needs no `aws eks update-kubeconfig` first.
 """
 
 from __future__ import annotations
@@ -14,19 +16,25 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
+
+import httpx
 
 DEFAULT_STACK = "dev"
 VLLM_PORT = 8000
 PULUMI_TIMEOUT_SECONDS = 120
 PORT_FORWARD_READY_SECONDS = 30
+TLS_CHECK_SECONDS = 10.0
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -185,8 +193,16 @@ def open_endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
         yield Endpoint(normalize_base_url(args.base_url), api_key, source=normalize_base_url(args.base_url))
         return
     outputs = read_stack_outputs(args.stack)
-    target = service_target(outputs, args.stack)
     api_key = args.api_key or _optional_string(outputs, "api_key")
+    endpoint_url = _optional_string(outputs, "endpoint_url")
+    if endpoint_url is not None and endpoint_url.startswith("https://"):
+        base_url = normalize_base_url(endpoint_url)
+        check_tls_endpoint(base_url, _optional_string(outputs, "load_balancer_hostname"))
+        yield Endpoint(
+            base_url, api_key, source=f"stack {args.stack}: {base_url} over TLS (certificate verified)"
+        )
+        return
+    target = service_target(outputs, args.stack)
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise MissingPrerequisite(
@@ -206,6 +222,37 @@ def open_endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
             f"through kubectl port-forward on {tunnel.base_url}",
             tunnel=tunnel,
         )
+
+
+def check_tls_endpoint(base_url: str, load_balancer: str | None) -> None:
+    """Resolve the stack's https endpoint and verify its certificate as the clients will (httpx's trust
+    store), so that a missing CNAME or a certificate for another name is said plainly, once, rather than
+    as "nothing answers". Anything else (a port that does not answer in time) is left to the requests."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if {"https", "all"} & urllib.request.getproxies().keys():
+        return  # Through a proxy, the name resolves at the proxy, not here.
+    cname = "a CNAME to the stack's load_balancer_hostname output" + (
+        f" ({load_balancer})" if load_balancer else ""
+    )
+    try:
+        with (
+            socket.create_connection((host, parts.port or 443), timeout=TLS_CHECK_SECONDS) as connection,
+            httpx.create_ssl_context().wrap_socket(connection, server_hostname=host),
+        ):
+            pass
+    except socket.gaierror as error:
+        raise EndpointSetupError(
+            f"{host} does not resolve ({error.strerror}): create {cname} for it; a new DNS record can take "
+            "minutes to be seen."
+        ) from None
+    except ssl.SSLCertVerificationError as error:
+        raise EndpointSetupError(
+            f"The TLS certificate {host} presents did not verify ({error.verify_message}): the certificate in "
+            f"llm:loadBalancerCertificateArn must cover llm:endpointHostname ({host}), and {host} must be {cname}."
+        ) from None
+    except OSError:
+        return
 
 
 def read_stack_outputs(stack: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def release_args(
     release_name: str,
     chart: HelmChart,
     namespace: pulumi.Input[str],
-    values: dict[str, Any],
+    values: pulumi.Input[dict[str, Any]],
     timeout_seconds: int = 600,
 ) -> k8s.helm.v3.ReleaseArgs:
     """Arguments for a `helm.v3.Release` with a fixed release name, so object names (and the commands

@@ -46,7 +46,8 @@ DESCRIPTIONS = {
     ),
     "load-balancer-exposure": (
         "No Service of type LoadBalancer unless llm:serviceType is LoadBalancer; it is internal unless "
-        "llm:loadBalancerScheme is internet-facing."
+        "llm:loadBalancerScheme is internet-facing, and then it terminates TLS and admits named client ranges "
+        "(0.0.0.0/0 only with llm:loadBalancerOpenToInternet)."
     ),
     "gpu-ceiling": "All NodePools of the stack together may hold at most maxGpus NVIDIA GPUs (cost guardrail).",
 }
@@ -74,7 +75,9 @@ def resource_policy(name: str, rule: ResourceRule) -> ResourceValidationPolicy:
 def stack_exposure() -> rules.Exposure:
     """The stack's own config: the engine passes it to the pack in PULUMI_CONFIG, read by pulumi.Config."""
     llm = pulumi.Config("llm")
-    return rules.Exposure.from_config(llm.get("serviceType"), llm.get("loadBalancerScheme"))
+    return rules.Exposure.from_config(
+        llm.get("serviceType"), llm.get("loadBalancerScheme"), llm.get_bool("loadBalancerOpenToInternet")
+    )
 
 
 def validate_service_exposure(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

@@ -82,6 +82,12 @@ INTERNAL_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-internal"
 SCHEME_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-scheme"
 _LB_TYPE_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-type"
 _LB_CONTROLLER_CLASS = "service.k8s.aws/nlb"
+# TLS at the load balancer (both controllers read it) and the client ranges (the spec field, or the annotation
+# both controllers also accept). Sources: AWS Load Balancer Controller docs, guide/service/annotations
+# (ssl-cert, load-balancer-source-ranges); Kubernetes ServiceSpec.loadBalancerSourceRanges.
+SSL_CERT_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"
+_SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
+_ANYWHERE = "0.0.0.0/0"
 
 # vLLM enables bearer-token auth when `--api-key` is given or, failing that, VLLM_API_KEY is set
 # (vllm/entrypoints/serve/middleware/register.py at v0.33.0: `args.api_key or [envs.VLLM_API_KEY]`).
@@ -293,19 +299,28 @@ def _api_key_flag_values(container: Mapping[str, Any]) -> Iterator[str]:
             yield words[index + 1] if index + 1 < len(words) else ""
 
 
-# 3. No LoadBalancer Service unless the stack's config asks for one; then internal unless it says otherwise.
+# 3. No LoadBalancer Service unless the stack's config asks for one; then internal unless it says otherwise, and
+# an internet-facing one terminates TLS and admits named client ranges only (0.0.0.0/0 only on purpose).
 
 
 @dataclass(frozen=True)
 class Exposure:
-    """How the stack's config (`llm:serviceType`, `llm:loadBalancerScheme`) allows the endpoint to be exposed."""
+    """How the stack's config (`llm:serviceType`, `llm:loadBalancerScheme`, `llm:loadBalancerOpenToInternet`)
+    allows the endpoint to be exposed."""
 
     service_type: str = "ClusterIP"
     load_balancer_scheme: str = "internal"
+    open_to_internet: bool = False
 
     @classmethod
-    def from_config(cls, service_type: str | None, load_balancer_scheme: str | None) -> Exposure:
-        return cls(service_type or cls.service_type, load_balancer_scheme or cls.load_balancer_scheme)
+    def from_config(
+        cls, service_type: str | None, load_balancer_scheme: str | None, open_to_internet: bool | None = None
+    ) -> Exposure:
+        return cls(
+            service_type or cls.service_type,
+            load_balancer_scheme or cls.load_balancer_scheme,
+            bool(open_to_internet),
+        )
 
 
 def is_internal_load_balancer(props: Props) -> bool:
@@ -319,6 +334,14 @@ def is_internal_load_balancer(props: Props) -> bool:
     return claimed_by_lb_controller and annotations.get(SCHEME_ANNOTATION) == "internal"
 
 
+def _source_ranges(props: Props) -> list[str]:
+    ranges = _items(_get(props, "spec", "loadBalancerSourceRanges"))
+    if ranges:
+        return [str(cidr).strip() for cidr in ranges]
+    annotation = _mapping(_get(props, "metadata", "annotations")).get(_SOURCE_RANGES_ANNOTATION)
+    return [cidr.strip() for cidr in str(annotation).split(",") if cidr.strip()] if annotation else []
+
+
 def service_exposure_violations(
     resource_type: str, props: Props, exposure: Exposure | None = None
 ) -> list[str]:
@@ -330,13 +353,32 @@ def service_exposure_violations(
             f"Service is of type LoadBalancer but the stack's llm:serviceType is {exposure.service_type}: "
             "set llm:serviceType to LoadBalancer to expose the endpoint outside the cluster"
         ]
-    if exposure.load_balancer_scheme == "internet-facing" or is_internal_load_balancer(props):
+    if is_internal_load_balancer(props):
         return []
-    return [
-        "Service of type LoadBalancer is not marked internal while llm:loadBalancerScheme is "
-        f'{exposure.load_balancer_scheme}: annotate it {INTERNAL_ANNOTATION}: "true" (or, for the AWS Load '
-        f"Balancer Controller, {SCHEME_ANNOTATION}: internal), or set llm:loadBalancerScheme to internet-facing"
-    ]
+    if exposure.load_balancer_scheme != "internet-facing":
+        return [
+            "Service of type LoadBalancer is not marked internal while llm:loadBalancerScheme is "
+            f'{exposure.load_balancer_scheme}: annotate it {INTERNAL_ANNOTATION}: "true" (or, for the AWS Load '
+            f"Balancer Controller, {SCHEME_ANNOTATION}: internal), or set llm:loadBalancerScheme to internet-facing"
+        ]
+    violations = []
+    if not _mapping(_get(props, "metadata", "annotations")).get(SSL_CERT_ANNOTATION):
+        violations.append(
+            f"internet-facing Service has no TLS certificate ({SSL_CERT_ANNOTATION}): requests and their API key "
+            "would cross the internet in clear text; set llm:loadBalancerCertificateArn"
+        )
+    ranges = _source_ranges(props)
+    if not ranges:
+        violations.append(
+            "internet-facing Service names no client ranges (spec.loadBalancerSourceRanges), so it admits every "
+            "address; set llm:loadBalancerSourceRanges"
+        )
+    elif _ANYWHERE in ranges and not exposure.open_to_internet:
+        violations.append(
+            f"internet-facing Service admits {_ANYWHERE} while llm:loadBalancerOpenToInternet is not true: name "
+            "the client ranges in llm:loadBalancerSourceRanges, or set that key to open it on purpose"
+        )
+    return violations
 
 
 # 4. IMDSv2 on every node: Karpenter node classes, launch templates, instances.

@@ -10,6 +10,9 @@ Sources:
   256 MB, rounded up to the next Fargate size (EKS user guide, fargate-pod-configuration).
 - EBS gp3: $0.08 per GB-month (AWS EBS pricing, us-west-2), 730 hours a month.
 - KMS customer managed key: $1 per key-month.
+- Network Load Balancer: $0.0225 per NLB-hour plus $0.006 per NLCU-hour used (AWS Elastic Load Balancing pricing;
+  the page's US East (N. Virginia) figures, taken for us-west-2 without confirming them here); an
+  internet-facing one also holds a public IPv4 address in each of its subnets, $0.005/h each.
 - S3 Standard storage: $0.023 per GB-month for the first 50 TB (Amazon S3 pricing, us-west-2).
 - ECR private storage: $0.10 per GB-month (Amazon ECR pricing); data from ECR or S3 to instances in the same
   region through the VPC's S3 gateway endpoint is free, while the NAT gateway charges per GB processed.
@@ -38,6 +41,8 @@ KMS_USD_PER_KEY_MONTH = 1.0
 S3_USD_PER_GB_MONTH = 0.023
 ECR_USD_PER_GB_MONTH = 0.10
 NAT_USD_PER_GB = 0.045
+NLB_USD_PER_HOUR = 0.0225
+NLCU_USD_PER_HOUR = 0.006
 # Karpenter's chart runs 2 replicas; at 1 vCPU / 1 GiB requests Fargate bills 1 vCPU / 2 GB each.
 KARPENTER_FARGATE = (2, 1.0, 2.0)
 # CoreDNS (EKS add-on, 2 replicas, 100m / 70Mi requests) lands on the smallest size, 0.25 vCPU / 0.5 GB.
@@ -120,6 +125,8 @@ def cost_items(config: PlatformConfig, gpu_nodes: int | None = None) -> list[Cos
                 f"{image_gb:.1f} GB cached from Docker Hub",
             )
         )
+    if config.llm.service_type == "LoadBalancer":
+        items.append(_load_balancer(config))
     if config.monitoring.persistence:
         items.append(
             CostItem(
@@ -129,6 +136,19 @@ def cost_items(config: PlatformConfig, gpu_nodes: int | None = None) -> list[Cos
             )
         )
     return items
+
+
+def _load_balancer(config: PlatformConfig) -> CostItem:
+    """The endpoint's NLB, one node per zone; capacity units (traffic) come on top."""
+    detail = f"1 NLB, before capacity units (${NLCU_USD_PER_HOUR} per NLCU-hour)"
+    if config.llm.load_balancer_scheme == "internal":
+        return CostItem("Network Load Balancer", NLB_USD_PER_HOUR, detail)
+    zones = config.network.az_count
+    return CostItem(
+        "Network Load Balancer",
+        NLB_USD_PER_HOUR + zones * PUBLIC_IPV4_USD_PER_HOUR,
+        f"{detail}, and {zones} x ${PUBLIC_IPV4_USD_PER_HOUR}/h public IPv4",
+    )
 
 
 def total_usd_per_hour(items: list[CostItem]) -> float:

@@ -13,6 +13,8 @@ from components.cluster.kubeconfig import update_kubeconfig_command
 from components.cluster.preview_access import PreviewAccess, PreviewAccessArgs
 from components.gpu.component import GpuSupport, GpuSupportArgs
 from components.gpu.values import GPU_NAMESPACE
+from components.ingress.component import LoadBalancerController, LoadBalancerControllerArgs
+from components.ingress.manifests import load_balancer_settings
 from components.karpenter.component import Karpenter, KarpenterArgs
 from components.karpenter.nodes import NodeSettings, gpu_instance_types
 from components.karpenter.values import NAMESPACE as KARPENTER_NAMESPACE
@@ -21,7 +23,14 @@ from components.monitoring.values import MONITORING_NAMESPACE
 from components.network.component import Network, NetworkArgs
 from components.registry.component import ImageCache, ImageCacheArgs
 from components.serving.component import ModelServer, ModelServerArgs, require_model_access
-from components.serving.manifests import DEFAULT_NAMESPACE, ServingSettings, serving_settings, weights_prefix
+from components.serving.manifests import (
+    DEFAULT_NAMESPACE,
+    ServingSettings,
+    load_balancer_backend,
+    scales_to_zero,
+    serving_settings,
+    weights_prefix,
+)
 from components.weights.component import ModelWeights, ModelWeightsArgs
 from stacks.config import PlatformConfig
 
@@ -46,7 +55,7 @@ def model_serving(config: PlatformConfig) -> ServingSettings:
         config.serving,
         config.startup,
         config.scaling,
-        config.network.cidr,
+        load_balancer_settings(config.llm, config.network.cidr, config.network.az_count),
         config.region,
         namespace=DEFAULT_NAMESPACE,
     )
@@ -180,6 +189,32 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
             autoscaling_depends_on=autoscaling.releases if autoscaling is not None else (),
         ),
     )
+    load_balancer = (
+        LoadBalancerController(
+            "load-balancer",
+            LoadBalancerControllerArgs(
+                stack=config.stack,
+                stack_name=config.name,
+                region=config.region,
+                settings=serving.load_balancer,
+                backend=load_balancer_backend(serving),
+                provider=cluster.provider,
+                cluster_name=cluster.name,
+                vpc_id=network.vpc_id,
+                public_subnet_ids=network.public_subnet_ids,
+                oidc_provider_arn=cluster.oidc_provider_arn,
+                oidc_provider_url=cluster.oidc_provider_url,
+                monitoring_release=monitoring.release,
+                depends_on=[karpenter],
+                # With scale to zero the NLB targets the interceptors, else the model server's pods.
+                backend_depends_on=[autoscaling]
+                if autoscaling is not None and scales_to_zero(serving)
+                else [model_server.namespace_resource],
+            ),
+        )
+        if serving.load_balancer is not None
+        else None
+    )
     if config.cluster.preview_role_arns:
         PreviewAccess(
             "preview-access",
@@ -189,6 +224,7 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
                 depends_on=[karpenter, monitoring, gpu],
             ),
         )
+    public_url = serving.load_balancer.public_url if serving.load_balancer is not None else None
     return {
         "region": config.region,
         "cluster_name": cluster.name,
@@ -213,7 +249,8 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
         "vllm_image": image_cache.image if image_cache is not None else config.llm.vllm_image,
         "endpoint_service": model_server.endpoint_service,
         "endpoint_port": model_server.endpoint_port,
-        "endpoint_url": model_server.in_cluster_url,
+        "endpoint_url": public_url or model_server.in_cluster_url,
+        **({"load_balancer_hostname": load_balancer.hostname} if load_balancer is not None else {}),
         "port_forward_command": model_server.port_forward_command,
         "api_key": model_server.api_key,
         "chat_completion_curl": model_server.curl_command,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from selfhost.plan.runner import PlanResult, plan_stack, run_program, stack_config
+from tests.variants import PUBLIC_ENDPOINT
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 REFERENCE = SHARED / "reference"
@@ -49,6 +50,12 @@ def dev_plan() -> PlanResult:
 @pytest.fixture(scope="session")
 def prod_plan() -> PlanResult:
     return plan_stack("prod")
+
+
+@pytest.fixture(scope="session")
+def public_endpoint_plan(plan_with: Callable[..., PlanResult]) -> PlanResult:
+    """dev with its endpoint on the internet: the load balancer controller, TLS and client ranges."""
+    return plan_with(PUBLIC_ENDPOINT)
 
 
 @pytest.fixture(scope="session")

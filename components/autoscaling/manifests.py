@@ -24,6 +24,7 @@ from components.autoscaling.values import (
     API_PATH,
     EXTERNAL_SCALER_ADDRESS,
     EXTERNAL_SCALER_LABELS,
+    HEALTH_PATH,
     HTTP_TRIGGER,
     INTERCEPTOR_ADMIN_PORT,
     INTERCEPTOR_LABELS,
@@ -33,6 +34,7 @@ from components.autoscaling.values import (
     RESPONSE_HEADER_TIMEOUT_SECONDS,
     WAITING_TRIGGER,
 )
+from components.ingress.manifests import admitted_peers
 from components.karpenter.nodes import NODE_POOL_LABEL, SYSTEM_POOL
 from components.monitoring.values import MONITORING_NAMESPACE, RELEASE_NAME
 from components.serving.manifests import (
@@ -146,7 +148,7 @@ def interceptor_route(settings: ServingSettings, policy: ScalingPolicy) -> dict[
         "spec": {
             "target": {"service": APP_NAME, "port": HTTP_PORT},
             # No hosts: the route takes every host name, so clients need not send a particular Host header.
-            "rules": [{"paths": [{"value": API_PATH}]}],
+            "rules": [{"paths": [{"value": API_PATH}, {"value": HEALTH_PATH}]}],
             "scalingMetric": {"concurrency": {"targetValue": policy.concurrency_per_replica}},
             "timeouts": {
                 "readiness": f"{policy.hold_seconds}s",
@@ -257,11 +259,14 @@ def _namespace_peer(namespace: str, pods: dict[str, str] | None = None) -> dict[
 
 
 def interceptor_network_policy(settings: ServingSettings) -> dict[str, Any]:
-    """Who may reach the interceptors: clients (the model server's client namespaces, and Prometheus' for its
-    probes) on the proxy port, and the add-on's scaler on the admin port where it reads request counts."""
+    """Who may reach the interceptors: clients (the model server's client namespaces, Prometheus' for its probes
+    and, with a load balancer, its client ranges and its own subnets: it targets the interceptors) on the proxy
+    port, and the add-on's scaler on the admin port where it reads request counts."""
     clients = [
         _namespace_peer(namespace) for namespace in (MONITORING_NAMESPACE, *settings.client_namespaces)
     ]
+    if settings.load_balancer is not None:
+        clients += admitted_peers(settings.load_balancer)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

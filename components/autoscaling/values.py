@@ -35,9 +35,11 @@ INTERCEPTOR_PROXY_SERVICE = "keda-add-ons-http-interceptor-proxy"
 INTERCEPTOR_PROXY_PORT = 8080
 INTERCEPTOR_ADMIN_PORT = 9090
 EXTERNAL_SCALER_ADDRESS = f"keda-add-ons-http-external-scaler.{NAMESPACE}:9090"
-# Clients call the OpenAI API under /v1 through the interceptor; the model server's other paths (/metrics,
-# /health and vLLM's unauthenticated /invocations) stay inside the cluster.
+# Clients call the OpenAI API under /v1 through the interceptor, and /health, which the smoke check and the chat
+# page ask first (it answers once the engine runs, so at zero replicas it waits for one like a completion). The
+# model server's other paths (/metrics, vLLM's unauthenticated /invocations) stay inside the cluster.
 API_PATH = "/v1"
+HEALTH_PATH = "/health"
 # Every trigger's name, so alerts and dashboards can tell them apart in keda_scaler_metrics_value.
 HTTP_TRIGGER = "http-requests"
 WAITING_TRIGGER = "vllm-waiting"

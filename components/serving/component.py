@@ -101,6 +101,7 @@ class ModelServer(pulumi.ComponentResource):
     curl_command: str
     api_key: pulumi.Output[str]
     dashboards: list[str]
+    namespace_resource: k8s.core.v1.Namespace
     deployment: k8s.apps.v1.Deployment
     service: k8s.core.v1.Service
 
@@ -109,13 +110,13 @@ class ModelServer(pulumi.ComponentResource):
         settings = args.settings
         self._name, self._args, self._settings = name, args, settings
 
-        namespace = k8s.core.v1.Namespace(
+        self.namespace_resource = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=namespace_manifest(settings)["metadata"],
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on]),
         )
         self._in_namespace = pulumi.ResourceOptions(
-            parent=self, provider=args.provider, depends_on=[namespace]
+            parent=self, provider=args.provider, depends_on=[self.namespace_resource]
         )
         self.api_key = pulumi.Output.secret(self._api_key())
         credentials = self._credentials()

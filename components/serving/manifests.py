@@ -20,10 +20,6 @@ Facts these builders rely on (checked against upstream, not run here):
 - vLLM keeps its compile cache under VLLM_CACHE_ROOT and stops reporting usage statistics with
   VLLM_NO_USAGE_STATS=1 (vllm/envs.py). It reads its API key only from --api-key or VLLM_API_KEY (vllm/envs.py,
   entrypoints/common/cli_args.py), never a file.
-- A Service of type LoadBalancer is reconciled by the AWS cloud provider built into EKS (no AWS Load
-  Balancer Controller is installed): `service.beta.kubernetes.io/aws-load-balancer-type: nlb` asks for a
-  Network Load Balancer and `service.beta.kubernetes.io/aws-load-balancer-internal: "true"` keeps it inside
-  the VPC; without the latter it is internet-facing.
 """
 
 from __future__ import annotations
@@ -39,6 +35,7 @@ from components.autoscaling.values import (
     INTERCEPTOR_PROXY_SERVICE,
 )
 from components.autoscaling.values import NAMESPACE as AUTOSCALING_NAMESPACE
+from components.ingress.manifests import Backend, LoadBalancerSettings, admitted_peers
 from components.karpenter.nodes import GPU_POOL, GPU_RESOURCE, NODE_POOL_LABEL, gpu_taint_tolerations
 from components.monitoring.values import MONITORING_NAMESPACE
 from components.serving.budget import (
@@ -73,8 +70,6 @@ VLLM_USER_ID = 2000
 VLLM_GROUP_ID = 0
 # The API server sets it on every namespace, to the namespace's name (Kubernetes 1.22+ well-known labels).
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-LOAD_BALANCER_TYPE_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-type"
-LOAD_BALANCER_INTERNAL_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-internal"
 
 
 @dataclass(frozen=True)
@@ -101,12 +96,10 @@ class ServingSettings:
     scaling: ScalingPolicy | None
     instance: GpuInstance
     extra_engine_args: tuple[str, ...]
-    service_type: str
-    load_balancer_scheme: str
+    # The endpoint's NLB (llm:serviceType LoadBalancer), or None: reached inside the cluster only.
+    load_balancer: LoadBalancerSettings | None
     # Namespaces whose pods may call the endpoint inside the cluster (besides monitoring's Prometheus).
     client_namespaces: tuple[str, ...]
-    # The VPC's CIDR: where a load balancer's traffic comes from.
-    vpc_cidr: str
     node_pool: str
     with_hf_token: bool
 
@@ -118,7 +111,7 @@ def serving_settings(
     plan: ServingPlan,
     startup: StartupBudget,
     scaling: ScalingPolicy | None,
-    vpc_cidr: str,
+    load_balancer: LoadBalancerSettings | None,
     region: str,
     namespace: str = DEFAULT_NAMESPACE,
     node_pool: str = GPU_POOL,
@@ -143,10 +136,8 @@ def serving_settings(
         scaling=scaling,
         instance=instance,
         extra_engine_args=llm.extra_engine_args,
-        service_type=llm.service_type,
-        load_balancer_scheme=llm.load_balancer_scheme,
+        load_balancer=load_balancer,
         client_namespaces=llm.client_namespaces,
-        vpc_cidr=vpc_cidr,
         node_pool=node_pool,
         with_hf_token=llm.hf_token is not None,
     )
@@ -459,27 +450,27 @@ def security_check_exceptions(settings: ServingSettings) -> dict[str, str]:
     }
 
 
-def load_balancer_annotations(scheme: str) -> dict[str, str]:
-    annotations = {LOAD_BALANCER_TYPE_ANNOTATION: "nlb"}
-    if scheme == "internal":
-        annotations[LOAD_BALANCER_INTERNAL_ANNOTATION] = "true"
-    return annotations
-
-
 def service_manifest(settings: ServingSettings) -> dict[str, Any]:
-    metadata = _metadata(settings, APP_NAME)
-    if settings.service_type == "LoadBalancer":
-        metadata["annotations"] = load_balancer_annotations(settings.load_balancer_scheme)
+    """The model server's Service, inside the cluster only: clients outside reach it through the endpoint's
+    NLB (components/ingress), which targets the pods themselves."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata,
+        "metadata": _metadata(settings, APP_NAME),
         "spec": {
-            "type": settings.service_type,
+            "type": "ClusterIP",
             "selector": selector_labels(settings),
             "ports": [{"name": PORT_NAME, "port": HTTP_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
         },
     }
+
+
+def load_balancer_backend(settings: ServingSettings) -> Backend:
+    """What the NLB targets: the interceptors with scale to zero (so a request from outside is held while a
+    replica starts, like any other), else the model server's pods."""
+    if scales_to_zero(settings):
+        return Backend(AUTOSCALING_NAMESPACE, INTERCEPTOR_LABELS, INTERCEPTOR_PROXY_PORT)
+    return Backend(settings.namespace, selector_labels(settings), HTTP_PORT)
 
 
 def pod_disruption_budget(settings: ServingSettings) -> dict[str, Any] | None:
@@ -500,8 +491,8 @@ def pod_disruption_budget(settings: ServingSettings) -> dict[str, Any] | None:
 
 def network_policy(settings: ServingSettings) -> dict[str, Any]:
     """Who may open a connection to the model server: Prometheus (metrics), the namespaces named in
-    llm:clientNamespaces, with scale to zero the HTTP add-on's interceptors (the path clients take) and, with a
-    load balancer, the VPC it sits in; nothing else in or outside the cluster.
+    llm:clientNamespaces, with scale to zero the HTTP add-on's interceptors (the path clients take) and, when the
+    NLB targets these pods, its client ranges and its own subnets; nothing else in or outside the cluster.
 
     Enforced by the VPC CNI's network policy agent on EC2 nodes (EKS user guide, cni-network-policy; turned on
     in components/cluster). Traffic from the pod's own node (kubelet probes) and `kubectl port-forward`, which
@@ -518,8 +509,8 @@ def network_policy(settings: ServingSettings) -> dict[str, Any]:
                 "podSelector": {"matchLabels": INTERCEPTOR_LABELS},
             }
         )
-    if settings.service_type == "LoadBalancer":
-        sources.append({"ipBlock": {"cidr": settings.vpc_cidr}})
+    if settings.load_balancer is not None and not scales_to_zero(settings):
+        sources += admitted_peers(settings.load_balancer)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -16,6 +16,7 @@ from selfhost.plan.report import (
     STARTUP_PHASE_NAMES,
     build_report,
     cost_line,
+    endpoint_line,
     kv_cache_text,
     placement,
     report_markdown,
@@ -164,6 +165,7 @@ def summary(report: dict[str, Any], out: Path) -> str:
         f"  Sizing   TP {sizing['tensor_parallel_size']}, max_model_len {sizing['max_model_len']}, "
         f"KV cache {kv_cache_text(sizing)}, "
         f"{sizing['gpu_memory_gib_required']} of {sizing['gpu_memory_gib_available']} GiB per GPU",
+        f"  Endpoint {endpoint_line(report['endpoint'])}",
         f"  Startup  {startup_line(report['startup'])}",
         f"  Cost     {cost_line(cost, report['scaling'])}",
         *(f"  Warning  {warning}" for warning in report["warnings"]),

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from components.ingress.manifests import load_balancer_settings
 from components.serving.budget import SPOT_NOTICE_SECONDS, termination_grace_seconds
 from selfhost.plan.runner import PROJECT_DIR, PlanResult
 from stacks.cost import (
@@ -69,6 +70,7 @@ def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[st
                 for item in items
             ],
         },
+        "endpoint": endpoint_report(result),
         "quota": [
             {**asdict(need), "check": check_command(need, config.region)}
             for need in quota_needs(config.instance, config.llm.capacity_types, config.serving.gpu_limit)
@@ -77,6 +79,34 @@ def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[st
         "resources": {"total": len(result.resources), "by_type": dict(sorted(counts.items()))},
         "warnings": [*config.warnings, *price_region_warning(config.region)],
     }
+
+
+def endpoint_report(result: PlanResult) -> dict[str, Any]:
+    """Where clients call the model, and the load balancer in front of it, if any."""
+    config = result.config
+    balancer = load_balancer_settings(config.llm, config.network.cidr, config.network.az_count)
+    return {
+        "url": result.outputs["endpoint_url"],
+        "load_balancer": None
+        if balancer is None
+        else {
+            "scheme": balancer.scheme,
+            "tls": balancer.tls,
+            "port": balancer.port,
+            "hostname": balancer.hostname,
+            "client_ranges": list(balancer.client_cidrs),
+        },
+    }
+
+
+def endpoint_line(endpoint: dict[str, Any]) -> str:
+    balancer = endpoint["load_balancer"]
+    if balancer is None:
+        return f"{endpoint['url']} (inside the cluster; from outside, kubectl port-forward)"
+    listener = "TLS on 443" if balancer["tls"] else "plain TCP on 80"
+    return f"{endpoint['url']} through an {balancer['scheme']} NLB, {listener}, admitting " + ", ".join(
+        balancer["client_ranges"]
+    )
 
 
 def spot_note() -> str:
@@ -197,6 +227,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"# Plan for stack `{report['stack']}`",
         "",
         f"{report['model']}: {placement(sizing, report['instance_type'], report['scaling'])}, in {report['region']}.",
+        "",
+        f"Endpoint: {endpoint_line(report['endpoint'])}.",
         "",
         "## Sizing",
         "",

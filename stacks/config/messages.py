@@ -30,6 +30,8 @@ def plain_text_secrets(raw: Mapping[str, str], secret_keys: Collection[str]) -> 
 def invalid(namespace: str, alias: str, message: str, value: Any) -> str:
     """`key: value is not valid; expected ...`, never quoting a secret's value."""
     model = next(model for model in NAMESPACES if model.namespace == namespace)
+    if value is None:
+        return f"{namespace}:{alias} is unset; {message}"
     shown = "the value" if is_secret(fields_by_key(model).get(alias)) else repr(value)
     return f"{namespace}:{alias}: {shown} is not valid; {message}"
 

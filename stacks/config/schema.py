@@ -76,6 +76,10 @@ PULL_THROUGH_SECRET_ARN = re.compile(
 # A Hugging Face revision: a branch, a tag or a commit hash (no "..", which S3 keys and URLs would resolve).
 MODEL_REVISION = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
+# An ACM certificate's ARN; its region is where a load balancer may use it (ACM certificates are regional).
+CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:(?P<region>[a-z0-9-]+):\d{12}:certificate/[0-9a-f-]{36}$")
+# A fully qualified DNS name: lower-case labels of letters, digits and '-', at least two, 253 characters at most.
+HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 # Every region AWS has, as pulumi-aws lists it (pulumi_aws.Region, generated from the provider's schema).
 AWS_REGIONS = tuple(region.value for region in Region)
 # The one stack that may leave endpoints open to the internet without saying so: a developer's own.
@@ -84,6 +88,16 @@ ANYWHERE = "0.0.0.0/0"
 # An API key is the only thing between the internet (or the VPC) and the GPUs; 32 letters and digits are
 # about 190 bits, beyond guessing. Generated keys have 48.
 MIN_API_KEY_LENGTH = 32
+
+
+# The llm: fields that shape a load balancer, so mean nothing without one.
+LOAD_BALANCER_FIELDS = (
+    "load_balancer_scheme",
+    "load_balancer_certificate_arn",
+    "endpoint_hostname",
+    "load_balancer_source_ranges",
+    "load_balancer_open_to_internet",
+)
 
 
 # The llm:model* keys that size a model outside the catalog, and the ModelSpec field each gives.
@@ -283,6 +297,27 @@ class LlmSettings(Namespace):
     load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
         "internal", description="With serviceType LoadBalancer: internal (VPC only) or internet-facing."
     )
+    load_balancer_certificate_arn: str | None = Field(
+        None,
+        description="ACM certificate (in the stack's region) for llm:endpointHostname: the load balancer then "
+        "terminates TLS on 443. Required for internet-facing.",
+    )
+    endpoint_hostname: str | None = Field(
+        None,
+        description="DNS name clients use (a CNAME to the load_balancer_hostname output), covered by the "
+        "certificate; endpoint_url is https://<it>/v1.",
+    )
+    load_balancer_source_ranges: StringList = Field(
+        (),
+        examples=[["203.0.113.0/24"]],
+        description="Client CIDRs the load balancer admits (its security group and the NetworkPolicy); unset: "
+        "the VPC's CIDR for internal, required for internet-facing.",
+    )
+    load_balancer_open_to_internet: bool = Field(
+        False,
+        description="Let an internet-facing endpoint admit 0.0.0.0/0, on purpose (the API key and TLS still "
+        "guard it).",
+    )
     client_namespaces: StringList = Field(
         (),
         examples=[["apps"]],
@@ -385,6 +420,97 @@ class LlmSettings(Namespace):
         if problems:
             raise ValueError("; ".join(problems))
         return args
+
+    @field_validator("load_balancer_certificate_arn")
+    @classmethod
+    def _certificate(cls, arn: str | None) -> str | None:
+        if arn is not None and not CERTIFICATE_ARN.match(arn):
+            raise ValueError(
+                "expected the ARN of an ACM certificate, e.g. "
+                "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+            )
+        return arn
+
+    @field_validator("endpoint_hostname")
+    @classmethod
+    def _hostname(cls, name: str | None) -> str | None:
+        if name is not None and not HOSTNAME.fullmatch(name):
+            raise ValueError(
+                "expected a fully qualified DNS name in lower case, e.g. llm.example.com (no scheme, port or "
+                "wildcard)"
+            )
+        return name
+
+    @field_validator("load_balancer_source_ranges")
+    @classmethod
+    def _source_ranges(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [cidr for cidr in cidrs if not _is_ipv4_network(cidr)]
+        if bad:
+            raise ValueError(
+                f"expected IPv4 networks in CIDR form such as 203.0.113.0/24, not {', '.join(bad)}"
+            )
+        return cidrs
+
+    @model_validator(mode="after")
+    def _exposure(self) -> LlmSettings:
+        """A load balancer's keys agree: TLS and named clients on the internet, keys only where they apply."""
+        problems: list[tuple[str, str, Any]] = []
+        if self.service_type != "LoadBalancer":
+            for name in LOAD_BALANCER_FIELDS:
+                value = getattr(self, name)
+                if value != LlmSettings.model_fields[name].default:
+                    problems.append(
+                        (
+                            key_name(name),
+                            "applies only with llm:serviceType LoadBalancer; set that or drop it",
+                            value,
+                        )
+                    )
+            _problems("LlmSettings", problems)
+            return self
+        internet = self.load_balancer_scheme == "internet-facing"
+        if internet and self.load_balancer_certificate_arn is None:
+            problems.append(
+                (
+                    "loadBalancerCertificateArn",
+                    "an internet-facing endpoint serves only TLS, so it needs an ACM certificate in the stack's "
+                    "region for the name clients use. Request one with `aws acm request-certificate "
+                    "--domain-name llm.example.com --validation-method DNS --region <aws:region>`, add the CNAME "
+                    "record ACM asks for, then set llm:loadBalancerCertificateArn and llm:endpointHostname "
+                    "(or use llm:loadBalancerScheme internal)",
+                    None,
+                )
+            )
+        if self.load_balancer_certificate_arn is not None and self.endpoint_hostname is None:
+            problems.append(
+                (
+                    "endpointHostname",
+                    "expected the DNS name the certificate covers (e.g. llm.example.com): clients verify the "
+                    "certificate against it",
+                    None,
+                )
+            )
+        if self.endpoint_hostname is not None and self.load_balancer_certificate_arn is None:
+            problems.append(
+                (
+                    "endpointHostname",
+                    "applies only with llm:loadBalancerCertificateArn (the TLS listener serves that name)",
+                    self.endpoint_hostname,
+                )
+            )
+        anywhere = not self.load_balancer_source_ranges or ANYWHERE in self.load_balancer_source_ranges
+        if internet and anywhere and not self.load_balancer_open_to_internet:
+            problems.append(
+                (
+                    "loadBalancerSourceRanges",
+                    'expected the client ranges that may call the endpoint (e.g. ["203.0.113.0/24"] for an '
+                    "office or VPN): an internet-facing endpoint admits only the ranges named. Set "
+                    "llm:loadBalancerOpenToInternet: true to admit 0.0.0.0/0 on purpose",
+                    list(self.load_balancer_source_ranges),
+                )
+            )
+        _problems("LlmSettings", problems)
+        return self
 
     @field_validator("client_namespaces")
     @classmethod

@@ -97,6 +97,8 @@ def _install_fake_clis(bin_dir: Path, pulumi_script: str | None) -> None:
 
 
 STACK_OUTPUTS = {
+    # In-cluster (no TLS load balancer): reached through a port-forward to endpoint_service.
+    "endpoint_url": "http://vllm.llm.svc.cluster.local:8000/v1",
     "endpoint_service": "llm/vllm",
     "endpoint_port": 8000,
     "api_key": API_KEY,

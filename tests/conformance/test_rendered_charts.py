@@ -1,4 +1,4 @@
-"""Every Helm release of the dev and prod plans rendered with the real upstream chart and the plan's values.
+"""Every Helm release of the dev and prod plans (and of dev with a public endpoint) rendered with the real upstream chart and the plan's values.
 
 What `pulumi up` would install, checked before any cloud: the chart renders with these values; every object it
 renders is valid (built-in kinds against the Kubernetes schemas of the cluster's version, custom resources
@@ -22,7 +22,8 @@ from tests.conformance.crd_schema import schema_errors
 from tests.conformance.helm import extract_helm, render
 from tests.conformance.scheduling import G6_XLARGE_LABELS, M7I_LARGE_LABELS, Node, node_from_pool, schedulable
 
-STACKS = ("dev", "prod")
+# The shipped stacks, and dev with its endpoint on the internet (the load balancer controller's chart).
+STACKS = ("dev", "prod", "public-endpoint")
 # Kinds whose pods a controller creates from a pod template: the path to the template's pod spec.
 POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
     "Deployment": ("spec", "template", "spec"),
@@ -48,18 +49,21 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def plans(
+    dev_plan: PlanResult, prod_plan: PlanResult, public_endpoint_plan: PlanResult
+) -> dict[str, PlanResult]:
+    return {"dev": dev_plan, "prod": prod_plan, "public-endpoint": public_endpoint_plan}
+
+
+@pytest.fixture(scope="module")
 def rendered(
-    dev_plan: PlanResult,
-    prod_plan: PlanResult,
-    helm: Path,
-    charts: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+    plans: dict[str, PlanResult], helm: Path, charts: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """stack -> release name -> the objects its chart renders."""
+    """variant -> release name -> the objects its chart renders."""
     result: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for plan in (dev_plan, prod_plan):
-        values = tmp_path_factory.mktemp(f"values-{plan.stack}")
-        result[plan.stack] = {
+    for variant, plan in plans.items():
+        values = tmp_path_factory.mktemp(f"values-{variant}")
+        result[variant] = {
             release.inputs["name"]: render(
                 helm, charts, release.inputs, values / f"{release.inputs['name']}.yaml", kube_version(plan)
             )
@@ -70,10 +74,6 @@ def rendered(
 
 def kube_version(plan: PlanResult) -> str:
     return f"{plan.config.cluster.version}.0"
-
-
-def plans(dev_plan: PlanResult, prod_plan: PlanResult) -> dict[str, PlanResult]:
-    return {"dev": dev_plan, "prod": prod_plan}
 
 
 def crds_of(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -91,22 +91,27 @@ def all_objects(releases: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_release_renders_with_the_real_chart(rendered, stack):
     releases = rendered[stack]
-    # Both stacks scale with KEDA; only dev scales to zero, through the HTTP add-on.
-    autoscaling = {"dev": {"keda", "http-add-on"}, "prod": {"keda"}}[stack]
+    # Both stacks scale with KEDA; only dev scales to zero, through the HTTP add-on. A load balancer brings its
+    # controller.
+    extra = {
+        "dev": {"keda", "http-add-on"},
+        "prod": {"keda"},
+        "public-endpoint": {"keda", "http-add-on", "aws-load-balancer-controller"},
+    }[stack]
     assert set(releases) == {
         "karpenter-crd",
         "karpenter",
         "kube-prometheus-stack",
         "nvidia-device-plugin",
         "dcgm-exporter",
-        *autoscaling,
+        *extra,
     }
     assert all(releases.values()), {name: len(objects) for name, objects in releases.items()}
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_rendered_object_is_valid(rendered, dev_plan, prod_plan, stack):
-    plan = plans(dev_plan, prod_plan)[stack]
+def test_every_rendered_object_is_valid(rendered, plans, stack):
+    plan = plans[stack]
     objects = all_objects(rendered[stack])
     crds = crds_of(objects)
     problems: list[str] = []
@@ -184,8 +189,8 @@ def workloads(
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_pod_has_a_node_pool_or_the_fargate_profile_that_runs_it(rendered, dev_plan, prod_plan, stack):
-    plan = plans(dev_plan, prod_plan)[stack]
+def test_every_pod_has_a_node_pool_or_the_fargate_profile_that_runs_it(rendered, plans, stack):
+    plan = plans[stack]
     nodes = nodes_of(plan)
     [cluster] = plan.of_type("eks:index:Cluster")
     selectors = cluster.inputs["fargate"]["selectors"]
@@ -211,8 +216,8 @@ def test_every_pod_has_a_node_pool_or_the_fargate_profile_that_runs_it(rendered,
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_gpu_agents_cover_the_gpu_pool_and_stay_off_the_system_pool(rendered, dev_plan, prod_plan, stack):
-    plan = plans(dev_plan, prod_plan)[stack]
+def test_the_gpu_agents_cover_the_gpu_pool_and_stay_off_the_system_pool(rendered, plans, stack):
+    plan = plans[stack]
     nodes = nodes_of(plan)
     daemonsets = {
         obj["metadata"]["name"]: obj for obj in all_objects(rendered[stack]) if obj["kind"] == "DaemonSet"
@@ -266,3 +271,31 @@ def test_kube_prometheus_stack_upgrades_its_crds_before_each_upgrade(rendered, s
     assert "--server-side" in " ".join(container.get("command", []) + container.get("args", []))
     [unpack] = pod["initContainers"]
     assert unpack["image"] == "public.ecr.aws/docker/library/busybox:1.37.0"
+
+
+def test_the_load_balancer_controller_renders_as_the_platform_relies_on(rendered, plans):
+    objects = rendered["public-endpoint"]["aws-load-balancer-controller"]
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    # The IRSA role trusts this ServiceAccount by name.
+    assert ("ServiceAccount", "aws-load-balancer-controller") in kinds
+    # The platform's Service names its class: no webhook intercepts every Service created in the cluster, and no
+    # Ingress class or Ingress validation comes with it.
+    webhooks = {
+        hook["name"]
+        for o in objects
+        if o["kind"] in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+        for hook in o["webhooks"]
+    }
+    assert "mservice.elbv2.k8s.aws" not in webhooks and "vingress.elbv2.k8s.aws" not in webhooks
+    assert not [o for o in objects if o["kind"] in ("IngressClass", "List")]
+    # The CRDs the controller watches install with the chart.
+    assert ("CustomResourceDefinition", "targetgroupbindings.elbv2.k8s.aws") in kinds
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    # Region and VPC as flags: the nodes' metadata service answers only the host network (hop limit 1).
+    plan = plans["public-endpoint"]
+    assert f"--aws-region={plan.config.region}" in container["args"]
+    assert "--aws-vpc-id=llm-dev-vpc-id" in container["args"]
+    assert "--default-target-type=ip" in container["args"]
+    assert deployment["spec"]["replicas"] == 2
+    assert ("PodDisruptionBudget", "aws-load-balancer-controller") in kinds

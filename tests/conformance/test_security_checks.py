@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from selfhost.plan.command import write_plan
+from tests.variants import PUBLIC_ENDPOINT
 
 CHECKOV = Path(sys.executable).with_name("checkov")
 
@@ -46,9 +47,7 @@ def test_every_kubernetes_check_passes_or_is_skipped_with_its_reason(
     plan = {
         "dev": dev_plan,
         "prod": prod_plan,
-        "load-balancer": plan_with({"llm:serviceType": "LoadBalancer"})
-        if variant == "load-balancer"
-        else None,
+        "load-balancer": plan_with(PUBLIC_ENDPOINT) if variant == "load-balancer" else None,
     }[variant]
     assert plan is not None
     write_plan(plan, tmp_path)

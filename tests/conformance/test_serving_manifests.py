@@ -24,6 +24,7 @@ from selfhost.plan.command import write_plan
 from selfhost.plan.runner import SECRET, PlanResult, run_program, stack_config
 from tests.conformance.crd_schema import Crds, cel_errors, load_crds, schema_errors
 from tests.conformance.scheduling import Node, node_from_pool, schedulable
+from tests.variants import PUBLIC_ENDPOINT
 
 MODEL_SERVER = "selfhost:index:ModelServer"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -46,10 +47,7 @@ CASES = {
         {**FIXED, "llm:model": "meta-llama/Llama-3.1-70B-Instruct", "llm:instanceType": "g6e.12xlarge"},
     ),
     "packed": ("dev", {**FIXED, "llm:instanceType": "g6.12xlarge", "llm:replicas": 4}),
-    "load-balancer": (
-        "dev",
-        {"llm:serviceType": "LoadBalancer", "llm:loadBalancerScheme": "internet-facing"},
-    ),
+    "load-balancer": ("dev", PUBLIC_ENDPOINT),
 }
 
 

@@ -31,6 +31,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 from policy.rules import EKS_CLUSTER, NODE_POOL, SERVICE
 from selfhost.plan.runner import PROJECT, PlanResult
 from tests.policy.engine_view import engine_view
+from tests.variants import PUBLIC_ENDPOINT
 
 MANDATORY = analyzer_pb2.EnforcementLevel.Value("MANDATORY")
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policy"
@@ -186,6 +187,11 @@ def served_pack_allowing_load_balancers() -> Iterator[analyzer_pb2_grpc.Analyzer
     yield from analyzer({"llm:serviceType": "LoadBalancer", "llm:loadBalancerScheme": "internal"})
 
 
+@pytest.fixture(scope="module")
+def served_pack_with_a_public_endpoint() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
+    yield from analyzer(PUBLIC_ENDPOINT)
+
+
 def struct(props: Mapping[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(json.loads(json.dumps(props, default=str)))
@@ -292,3 +298,28 @@ def test_the_served_pack_takes_max_gpus_from_policy_pack_config() -> None:
         assert diagnostic.policyName == "gpu-ceiling"
         assert diagnostic.enforcementLevel == mandatory
         assert "may hold 2 GPUs in all, above this stack's ceiling of 1" in diagnostic.message
+
+
+def test_the_served_pack_passes_the_public_endpoint_as_a_first_preview_shows_it(
+    served_pack_with_a_public_endpoint: analyzer_pb2_grpc.AnalyzerStub, public_endpoint_plan: PlanResult
+) -> None:
+    service = public_endpoint_plan.named("load-balancer-endpoint-service").inputs
+    # The subnets' IDs are unknown until the subnets exist; every other annotation comes from config.
+    annotations = {
+        **service["metadata"]["annotations"],
+        "service.beta.kubernetes.io/aws-load-balancer-subnets": UNKNOWN_STRING_VALUE,
+    }
+    first_preview = {**service, "metadata": {**service["metadata"], "annotations": annotations}}
+    assert analyze(served_pack_with_a_public_endpoint, SERVICE, "endpoint", first_preview) == []
+    without_tls = {
+        **service,
+        "metadata": {
+            **service["metadata"],
+            "annotations": {
+                name: value for name, value in annotations.items() if not name.endswith("-ssl-cert")
+            },
+        },
+    }
+    [violation] = analyze(served_pack_with_a_public_endpoint, SERVICE, "endpoint", without_tls)
+    assert violation.startswith("load-balancer-exposure: ")
+    assert "has no TLS certificate" in violation

@@ -94,9 +94,10 @@ def test_a_load_balancer_plan_passes_when_the_config_asks_for_one(
     assert plan_violations(plan, exposure=Exposure())
 
 
-def test_an_internet_facing_plan_passes_when_the_config_says_so(plan_with: Callable[..., PlanResult]) -> None:
-    plan = plan_with({"llm:serviceType": "LoadBalancer", "llm:loadBalancerScheme": "internet-facing"})
-    assert plan_violations(plan) == []
+def test_an_internet_facing_plan_passes_when_the_config_says_so(
+    public_endpoint_plan: PlanResult,
+) -> None:
+    assert plan_violations(public_endpoint_plan) == []
 
 
 def test_the_gpu_ceiling_stops_the_dev_plan_below_its_gpu_limit(dev_plan: PlanResult) -> None:
@@ -311,9 +312,45 @@ def test_a_load_balancer_not_marked_internal_fails() -> None:
     assert service_exposure_violations(SERVICE, scheme_only, ALLOWED) == expected
 
 
-def test_an_internet_facing_load_balancer_passes_only_when_the_config_says_so() -> None:
-    public = Exposure("LoadBalancer", "internet-facing")
-    assert service_exposure_violations(SERVICE, load_balancer({}), public) == []
+PUBLIC = Exposure("LoadBalancer", "internet-facing")
+TLS = {
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-cert": "arn:aws:acm:us-west-2:123456789012:certificate/x"
+}
+OFFICE = ["203.0.113.0/24"]
+
+
+def test_an_internet_facing_load_balancer_passes_with_tls_and_client_ranges_when_the_config_says_so() -> None:
+    assert (
+        service_exposure_violations(SERVICE, load_balancer(TLS, loadBalancerSourceRanges=OFFICE), PUBLIC)
+        == []
+    )
+    # The ranges may also come as the annotation both controllers read.
+    ranges = {"service.beta.kubernetes.io/load-balancer-source-ranges": "203.0.113.0/24, 198.51.100.0/24"}
+    assert service_exposure_violations(SERVICE, load_balancer({**TLS, **ranges}), PUBLIC) == []
+
+
+def test_an_internet_facing_load_balancer_without_tls_or_client_ranges_fails() -> None:
+    assert service_exposure_violations(SERVICE, load_balancer({}), PUBLIC) == [
+        "internet-facing Service has no TLS certificate (service.beta.kubernetes.io/aws-load-balancer-ssl-cert): "
+        "requests and their API key would cross the internet in clear text; set llm:loadBalancerCertificateArn",
+        "internet-facing Service names no client ranges (spec.loadBalancerSourceRanges), so it admits every "
+        "address; set llm:loadBalancerSourceRanges",
+    ]
+    assert (
+        len(service_exposure_violations(SERVICE, load_balancer({}, loadBalancerSourceRanges=OFFICE), PUBLIC))
+        == 1
+    )
+    assert len(service_exposure_violations(SERVICE, load_balancer(TLS), PUBLIC)) == 1
+
+
+def test_an_internet_facing_load_balancer_open_to_everyone_needs_the_config_to_say_so() -> None:
+    anywhere = load_balancer(TLS, loadBalancerSourceRanges=["0.0.0.0/0"])
+    assert service_exposure_violations(SERVICE, anywhere, PUBLIC) == [
+        "internet-facing Service admits 0.0.0.0/0 while llm:loadBalancerOpenToInternet is not true: name the "
+        "client ranges in llm:loadBalancerSourceRanges, or set that key to open it on purpose"
+    ]
+    on_purpose = Exposure("LoadBalancer", "internet-facing", open_to_internet=True)
+    assert service_exposure_violations(SERVICE, anywhere, on_purpose) == []
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import pytest
 from selfhost.cli import main
 from selfhost.plan.runner import PROJECT_DIR, run_program, stack_config
 from stacks.config import MAX_STACK_NAME_LENGTH, ConfigError, config_keys, config_schema, load_config
+from tests.variants import CERTIFICATE_ARN
 
 TODAY = date(2026, 11, 26)
 
@@ -475,3 +476,83 @@ def test_an_unpinned_revision_and_an_uncached_image_are_warned_about():
 def test_the_weights_source_cannot_be_overridden(flag_text):
     [error] = errors_of({"llm:extraEngineArgs": json.dumps([flag_text, "auto"])})
     assert error.startswith("llm:extraEngineArgs:")
+
+
+INTERNET_FACING = {"llm:serviceType": "LoadBalancer", "llm:loadBalancerScheme": "internet-facing"}
+WITH_TLS = {"llm:loadBalancerCertificateArn": CERTIFICATE_ARN, "llm:endpointHostname": "llm.example.com"}
+
+
+def test_an_internet_facing_endpoint_needs_a_certificate_and_client_ranges_and_says_how():
+    errors = errors_of(INTERNET_FACING)
+    assert len(errors) == 2
+    assert errors[0].startswith(
+        "llm:loadBalancerCertificateArn is unset; an internet-facing endpoint serves only TLS"
+    )
+    assert "aws acm request-certificate --domain-name llm.example.com --validation-method DNS" in errors[0]
+    assert errors[1].startswith("llm:loadBalancerSourceRanges: [] is not valid; expected the client ranges")
+    assert "llm:loadBalancerOpenToInternet: true" in errors[1]
+    assert load({**INTERNET_FACING, **WITH_TLS, "llm:loadBalancerSourceRanges": '["203.0.113.0/24"]'})
+
+
+def test_the_whole_internet_as_client_range_is_refused_unless_said_on_purpose():
+    anywhere = {**INTERNET_FACING, **WITH_TLS, "llm:loadBalancerSourceRanges": '["0.0.0.0/0"]'}
+    [error] = errors_of(anywhere)
+    assert error.startswith("llm:loadBalancerSourceRanges: ['0.0.0.0/0'] is not valid")
+    assert load({**anywhere, "llm:loadBalancerOpenToInternet": "true"})
+    # Open on purpose with no list: everyone.
+    assert load({**INTERNET_FACING, **WITH_TLS, "llm:loadBalancerOpenToInternet": "true"})
+
+
+def test_the_certificate_must_be_in_the_stacks_region():
+    elsewhere = CERTIFICATE_ARN.replace("us-west-2", "us-east-1")
+    [error] = errors_of(
+        {
+            **INTERNET_FACING,
+            **WITH_TLS,
+            "llm:loadBalancerCertificateArn": elsewhere,
+            "llm:loadBalancerSourceRanges": '["203.0.113.0/24"]',
+        }
+    )
+    assert error.startswith(
+        f"llm:loadBalancerCertificateArn: {elsewhere!r} is not valid; expected a certificate in the stack's region us-west-2"
+    )
+
+
+def test_a_certificate_needs_the_name_it_covers_and_a_name_needs_a_certificate():
+    internal = {"llm:serviceType": "LoadBalancer"}
+    [error] = errors_of({**internal, "llm:loadBalancerCertificateArn": CERTIFICATE_ARN})
+    assert error.startswith("llm:endpointHostname is unset; expected the DNS name the certificate covers")
+    [error] = errors_of({**internal, "llm:endpointHostname": "llm.example.com"})
+    assert error.startswith("llm:endpointHostname: 'llm.example.com' is not valid; applies only with")
+    # An internal load balancer needs neither; with both it terminates TLS as well.
+    assert load(internal) and load({**internal, **WITH_TLS})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        (
+            "llm:loadBalancerCertificateArn",
+            "arn:aws:acm:us-west-2:123456789012:certificate/abc",
+            "expected the ARN of an ACM certificate",
+        ),
+        ("llm:endpointHostname", "https://llm.example.com", "expected a fully qualified DNS name"),
+        ("llm:endpointHostname", "*.example.com", "expected a fully qualified DNS name"),
+        ("llm:loadBalancerSourceRanges", '["203.0.113.1/24"]', "expected IPv4 networks in CIDR form"),
+    ],
+)
+def test_load_balancer_values_are_checked(key, value, expected):
+    errors = errors_of({"llm:serviceType": "LoadBalancer", key: value})
+    assert any(error.startswith(f"{key}:") and expected in error for error in errors), errors
+
+
+def test_load_balancer_keys_without_a_load_balancer_are_errors():
+    errors = errors_of(
+        {"llm:loadBalancerScheme": "internet-facing", "llm:loadBalancerSourceRanges": '["203.0.113.0/24"]'}
+    )
+    assert errors == [
+        "llm:loadBalancerScheme: 'internet-facing' is not valid; applies only with llm:serviceType LoadBalancer; set "
+        "that or drop it",
+        "llm:loadBalancerSourceRanges: ['203.0.113.0/24'] is not valid; applies only with llm:serviceType "
+        "LoadBalancer; set that or drop it",
+    ]

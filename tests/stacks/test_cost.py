@@ -9,6 +9,7 @@ from stacks.cost import (
     peak_usd_per_hour,
     total_usd_per_hour,
 )
+from tests.variants import PUBLIC_ENDPOINT
 
 
 def items_of(stack: str) -> dict[str, float]:
@@ -82,3 +83,16 @@ def test_the_image_cache_costs_its_storage_and_saves_nat_data_per_cold_start():
 def test_extended_support_costs_six_times_more():
     config = load_config({"cluster:version": "1.33", "cluster:supportType": "EXTENDED"}, "dev")
     assert {i.name: i.usd_per_hour for i in cost_items(config)}["EKS control plane"] == 0.60
+
+
+def load_balanced(scheme: str) -> dict[str, float]:
+    raw = {**stack_config("dev")[0], **PUBLIC_ENDPOINT, "llm:loadBalancerScheme": scheme}
+    return {item.name: item.usd_per_hour for item in cost_items(load_config(raw, "dev"))}
+
+
+def test_a_load_balancer_adds_its_hourly_charge():
+    assert "Network Load Balancer" not in items_of("dev")
+    # Internal: the NLB-hour only, $0.0225.
+    assert load_balanced("internal")["Network Load Balancer"] == pytest.approx(0.0225)
+    # Internet-facing in dev's 3 zones: $0.0225 + 3 public IPv4 addresses x $0.005 = $0.0375.
+    assert load_balanced("internet-facing")["Network Load Balancer"] == pytest.approx(0.0375)

@@ -118,7 +118,8 @@ def test_a_held_request_waits_a_bounded_time_then_gets_a_clear_answer(dev_plan: 
     route = spec(dev_plan, ROUTE)
     assert route["target"] == {"service": "vllm", "port": 8000}
     # Any host, the OpenAI API only: vLLM's /metrics, /health and unauthenticated /invocations stay inside.
-    assert route["rules"] == [{"paths": [{"value": "/v1"}]}]
+    # The OpenAI API, and /health, which `selfhost smoke` and the chat page ask before anything else.
+    assert route["rules"] == [{"paths": [{"value": "/v1"}, {"value": "/health"}]}]
     # dev's startup budget is 375 s; a request waits 1.5 x that, 562.5 -> 563 s, for a replica.
     assert route["timeouts"]["readiness"] == "563s"
     assert route["coldStart"] == {"fallback": {"service": {"name": "vllm-starting", "port": 8080}}}

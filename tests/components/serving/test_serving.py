@@ -32,6 +32,7 @@ from components.weights.component import ModelWeights, ModelWeightsArgs
 from selfhost.plan.runner import SECRET, PlanResult, run_program, stack_config
 from stacks.config import ConfigError, PlatformConfig, load_config
 from stacks.platform import build_platform, model_serving, secret_output
+from tests.variants import PUBLIC_ENDPOINT
 
 LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
 MISTRAL_7B = "mistralai/Mistral-7B-Instruct-v0.2"
@@ -64,6 +65,7 @@ FIXED = {"autoscaling:enabled": "false"}
 SINGLE = {**FIXED, "llm:replicas": "1"}
 MULTI_GPU = {**SINGLE, "llm:model": LLAMA_70B, "llm:instanceType": "g6e.12xlarge"}
 PACKED = {**FIXED, "llm:instanceType": "g6.12xlarge", "llm:replicas": "4"}
+INTERNAL_LOAD_BALANCER = {"llm:serviceType": "LoadBalancer"}
 
 
 def container(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -266,24 +268,15 @@ def test_spread_and_disruption_budget_only_with_several_replicas():
     assert pod_disruption_budget(packed) is not None
 
 
-def test_service_is_cluster_internal_unless_a_load_balancer_is_asked_for():
-    default = service_manifest(settings_for(DEV))
-    assert default["spec"]["type"] == "ClusterIP"
-    assert default["spec"]["ports"] == [
-        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}
-    ]
-    assert "annotations" not in default["metadata"]
-
-    internal = service_manifest(settings_for({"llm:serviceType": "LoadBalancer"}))
-    assert internal["spec"]["type"] == "LoadBalancer"
-    assert internal["metadata"]["annotations"] == {
-        "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-        "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
-    }
-    public = service_manifest(
-        settings_for({"llm:serviceType": "LoadBalancer", "llm:loadBalancerScheme": "internet-facing"})
-    )
-    assert public["metadata"]["annotations"] == {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+def test_the_model_servers_service_stays_inside_the_cluster_even_with_a_load_balancer():
+    for overrides in (DEV, INTERNAL_LOAD_BALANCER):
+        service = service_manifest(settings_for(overrides))
+        assert service["spec"]["type"] == "ClusterIP"
+        # The ServiceMonitor scrapes this port by name; the NLB is a Service of its own (components/ingress).
+        assert service["spec"]["ports"] == [
+            {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}
+        ]
+        assert "annotations" not in service["metadata"]
 
 
 def test_endpoint_commands():
@@ -433,11 +426,22 @@ def test_the_network_policy_admits_prometheus_and_the_named_namespaces_only():
     kubernetes_validate.validate(policy, "1.33.0", strict=True)
 
 
-def test_a_load_balancer_reaches_the_model_server_from_its_vpc():
-    [rule] = network_policy(settings_for({"llm:serviceType": "LoadBalancer"}))["spec"]["ingress"]
-    assert {"ipBlock": {"cidr": "10.0.0.0/16"}} in rule["from"]
+def test_a_load_balancer_reaches_the_model_server_from_its_clients_and_its_own_subnets():
+    # Fixed replicas: the NLB targets the model server's pods.
+    settings = settings_for({**FIXED, **PUBLIC_ENDPOINT})
+    [rule] = network_policy(settings)["spec"]["ingress"]
+    blocks = [source["ipBlock"]["cidr"] for source in rule["from"] if "ipBlock" in source]
+    # The client range, then dev's three public subnets: block 7 of the /16 cut in eight (10.0.224.0/19), cut
+    # again in eight /22s, the first three.
+    assert blocks == ["203.0.113.0/24", "10.0.224.0/22", "10.0.228.0/22", "10.0.232.0/22"]
     [closed] = network_policy(settings_for(DEV))["spec"]["ingress"]
     assert not any("ipBlock" in source for source in closed["from"])
+
+
+def test_with_scale_to_zero_the_load_balancer_reaches_the_interceptors_not_the_model_server():
+    settings = settings_for(PUBLIC_ENDPOINT)
+    [rule] = network_policy(settings)["spec"]["ingress"]
+    assert not any("ipBlock" in source for source in rule["from"])
 
 
 def test_client_namespaces_must_be_namespace_names():

@@ -115,6 +115,30 @@ def test_report_says_when_prices_come_from_another_region(tmp_path, dev_plan, pl
     assert not any("list prices" in warning for warning in dev_report["warnings"])
 
 
+def test_report_says_where_clients_call_the_model(tmp_path, dev_plan, public_endpoint_plan):
+    public = write_plan(public_endpoint_plan, tmp_path / "public")["endpoint"]
+    assert public == {
+        "url": "https://llm.example.com/v1",
+        "load_balancer": {
+            "scheme": "internet-facing",
+            "tls": True,
+            "port": 443,
+            "hostname": "llm.example.com",
+            "client_ranges": ["203.0.113.0/24"],
+        },
+    }
+    markdown = (tmp_path / "public" / "report.md").read_text()
+    assert (
+        "Endpoint: https://llm.example.com/v1 through an internet-facing NLB, TLS on 443, admitting 203.0.113.0/24."
+        in markdown
+    )
+    inside = write_plan(dev_plan, tmp_path / "dev")["endpoint"]
+    assert inside == {
+        "url": "http://keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local:8080/v1",
+        "load_balancer": None,
+    }
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_every_written_manifest_of_a_builtin_kind_is_a_valid_object(stack, tmp_path, dev_plan, prod_plan):
     # Custom resources (NodePools, monitors) are checked against their CRDs in tests/conformance; here the

@@ -1,0 +1,11 @@
+"""Stack configs the shipped stack files do not cover, shared by the tests that plan them."""
+
+CERTIFICATE_ARN = "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+# The endpoint on the internet through the AWS Load Balancer Controller: TLS for llm.example.com, one office range.
+PUBLIC_ENDPOINT = {
+    "llm:serviceType": "LoadBalancer",
+    "llm:loadBalancerScheme": "internet-facing",
+    "llm:loadBalancerCertificateArn": CERTIFICATE_ARN,
+    "llm:endpointHostname": "llm.example.com",
+    "llm:loadBalancerSourceRanges": '["203.0.113.0/24"]',
+}
