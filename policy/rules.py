@@ -87,6 +87,7 @@ _LB_CONTROLLER_CLASS = "service.k8s.aws/nlb"
 # (ssl-cert, load-balancer-source-ranges); Kubernetes ServiceSpec.loadBalancerSourceRanges.
 SSL_CERT_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"
 _SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
+_SSL_PORTS_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-ssl-ports"
 _ANYWHERE = "0.0.0.0/0"
 
 # vLLM enables bearer-token auth when `--api-key` is given or, failing that, VLLM_API_KEY is set
@@ -342,6 +343,30 @@ def _source_ranges(props: Props) -> list[str]:
     return [cidr.strip() for cidr in str(annotation).split(",") if cidr.strip()] if annotation else []
 
 
+def _port_text(port: Any) -> str:
+    """A port number as written: the engine sends numbers as floats (protobuf Struct), 443.0 for 443."""
+    return str(int(port)) if isinstance(port, float) and port.is_integer() else str(port)
+
+
+def _plain_listeners(props: Props, annotations: Mapping[str, Any]) -> list[str]:
+    """Ports left out of `aws-load-balancer-ssl-ports` become plain TCP listeners beside the TLS one (without the
+    annotation every port is TLS). Source: the controller's annotation reference, ssl-ports."""
+    listed = annotations.get(_SSL_PORTS_ANNOTATION)
+    if not listed:
+        return []
+    tls = {entry.strip() for entry in str(listed).split(",")}
+    plain = [
+        _port_text(_get(port, "port"))
+        for port in _items(_get(props, "spec", "ports"))
+        if _port_text(_get(port, "port")) not in tls and str(_get(port, "name")) not in tls
+    ]
+    return [
+        f"internet-facing Service would serve port {port} in clear text beside its TLS listener: list it in "
+        f"{_SSL_PORTS_ANNOTATION} or remove it"
+        for port in plain
+    ]
+
+
 def service_exposure_violations(
     resource_type: str, props: Props, exposure: Exposure | None = None
 ) -> list[str]:
@@ -362,11 +387,14 @@ def service_exposure_violations(
             f"Balancer Controller, {SCHEME_ANNOTATION}: internal), or set llm:loadBalancerScheme to internet-facing"
         ]
     violations = []
-    if not _mapping(_get(props, "metadata", "annotations")).get(SSL_CERT_ANNOTATION):
+    annotations = _mapping(_get(props, "metadata", "annotations"))
+    if not annotations.get(SSL_CERT_ANNOTATION):
         violations.append(
             f"internet-facing Service has no TLS certificate ({SSL_CERT_ANNOTATION}): requests and their API key "
             "would cross the internet in clear text; set llm:loadBalancerCertificateArn"
         )
+    else:
+        violations += _plain_listeners(props, annotations)
     ranges = _source_ranges(props)
     if not ranges:
         violations.append(

@@ -31,6 +31,11 @@ SCALE_DOWN_PERIOD_SECONDS = 300
 SCALE_UP_PERIOD_SECONDS = 60
 # A held request waits for a replica this long relative to the startup budget before it is answered 503.
 HOLD_FACTOR = 1.5
+# An NLB closes a TLS listener's connection after 350 s without a byte either way, and that limit cannot be
+# changed (ELB user guide, "Update the TCP idle timeout for your Network Load Balancer listener"). A held request
+# sends nothing, so behind such a listener the hold ends early enough for the 503 to get through.
+TLS_LISTENER_IDLE_SECONDS = 350
+TLS_HOLD_LIMIT_SECONDS = TLS_LISTENER_IDLE_SECONDS - 20
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,20 @@ class ScalingPolicy:
         return self.min_replicas == 0
 
 
+def default_hold_seconds(startup: StartupBudget, behind_tls: bool) -> int:
+    """The startup budget and a half, within a TLS load balancer's idle limit when clients come through one."""
+    hold = math.ceil(startup.total_seconds * HOLD_FACTOR)
+    return min(hold, TLS_HOLD_LIMIT_SECONDS) if behind_tls else hold
+
+
 def scaling_policy(
-    settings: AutoscalingSettings, serving: ServingPlan, startup: StartupBudget
+    settings: AutoscalingSettings, serving: ServingPlan, startup: StartupBudget, behind_tls: bool = False
 ) -> ScalingPolicy | None:
-    """The stack's policy, or None when autoscaling is off (llm:replicas replicas run always)."""
+    """The stack's policy, or None when autoscaling is off (llm:replicas replicas run always). `behind_tls`:
+    clients come through a load balancer's TLS listener."""
     if not settings.enabled:
         return None
-    hold = settings.hold_seconds or math.ceil(startup.total_seconds * HOLD_FACTOR)
+    hold = settings.hold_seconds or default_hold_seconds(startup, behind_tls)
     return ScalingPolicy(
         min_replicas=settings.min_replicas,
         max_replicas=settings.max_replicas,

@@ -14,7 +14,7 @@ from components.cluster.preview_access import PreviewAccess, PreviewAccessArgs
 from components.gpu.component import GpuSupport, GpuSupportArgs
 from components.gpu.values import GPU_NAMESPACE
 from components.ingress.component import LoadBalancerController, LoadBalancerControllerArgs
-from components.ingress.manifests import load_balancer_settings
+from components.ingress.manifests import LoadBalancerSettings, load_balancer_settings
 from components.karpenter.component import Karpenter, KarpenterArgs
 from components.karpenter.nodes import NodeSettings, gpu_instance_types
 from components.karpenter.values import NAMESPACE as KARPENTER_NAMESPACE
@@ -55,10 +55,17 @@ def model_serving(config: PlatformConfig) -> ServingSettings:
         config.serving,
         config.startup,
         config.scaling,
-        load_balancer_settings(config.llm, config.network.cidr, config.network.az_count),
+        endpoint_load_balancer(config),
         config.region,
         namespace=DEFAULT_NAMESPACE,
     )
+
+
+def endpoint_load_balancer(config: PlatformConfig) -> LoadBalancerSettings | None:
+    """The endpoint's NLB, as llm:serviceType LoadBalancer asks for it; it waits as long as a request is held."""
+    scaling = config.scaling
+    hold = scaling.hold_seconds if scaling is not None and scaling.scale_to_zero else 0
+    return load_balancer_settings(config.llm, config.network.cidr, config.network.az_count, hold)
 
 
 def secret_output(value: SecretStr | None) -> pulumi.Output[str] | None:

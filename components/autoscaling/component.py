@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.autoscaling.manifests import interceptor_network_policy
+from components.autoscaling.manifests import interceptor_network_policy, namespace_manifest
 from components.autoscaling.values import (
     HTTP_ADD_ON_CHART,
     HTTP_ADD_ON_RELEASE,
@@ -45,7 +45,7 @@ class Autoscaling(pulumi.ComponentResource):
         super().__init__("selfhost:index:Autoscaling", name, None, opts)
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": NAMESPACE},
+            metadata=namespace_manifest(args.settings)["metadata"],
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
         )
         keda = k8s.helm.v3.Release(

@@ -34,7 +34,7 @@ from components.autoscaling.values import (
     RESPONSE_HEADER_TIMEOUT_SECONDS,
     WAITING_TRIGGER,
 )
-from components.ingress.manifests import admitted_peers
+from components.ingress.manifests import READINESS_GATE_LABELS, admitted_peers
 from components.karpenter.nodes import NODE_POOL_LABEL, SYSTEM_POOL
 from components.monitoring.values import MONITORING_NAMESPACE, RELEASE_NAME
 from components.serving.manifests import (
@@ -42,6 +42,7 @@ from components.serving.manifests import (
     HTTP_PORT,
     NAMESPACE_NAME_LABEL,
     ServingSettings,
+    scales_to_zero,
 )
 from stacks.autoscaling import SCALE_DOWN_PERIOD_SECONDS, SCALE_UP_PERIOD_SECONDS, ScalingPolicy
 
@@ -256,6 +257,15 @@ def _namespace_peer(namespace: str, pods: dict[str, str] | None = None) -> dict[
     if pods is not None:
         peer["podSelector"] = {"matchLabels": pods}
     return peer
+
+
+def namespace_manifest(settings: ServingSettings) -> dict[str, Any]:
+    """KEDA's namespace; when the NLB targets the interceptors, their pods turn Ready only once it finds them
+    healthy (components/ingress)."""
+    metadata: dict[str, Any] = {"name": NAMESPACE}
+    if settings.load_balancer is not None and scales_to_zero(settings):
+        metadata["labels"] = READINESS_GATE_LABELS
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
 
 
 def interceptor_network_policy(settings: ServingSettings) -> dict[str, Any]:

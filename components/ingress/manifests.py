@@ -21,15 +21,27 @@ was read in the controller's code at v3.5.0 (pkg/service/model_build_*.go):
 - Client ranges: from v2.6 the controller gives the NLB a security group of its own and opens each Service
   port to each `spec.loadBalancerSourceRanges` entry only (0.0.0.0/0 when there are none); docs/guide/service/
   nlb.md, "Security group". The pods' side admits the NLB through a backend group the controller manages.
+- The NetworkPolicy admits the client ranges as `ipBlock`s, which the VPC CNI's policy agent matches against pod
+  addresses too: the private subnets (nodes and pods) are cut out of every range that holds them, so a range
+  such as the VPC's own CIDR never lets the cluster's pods past llm:clientNamespaces.
+- Without TLS the listener is plain TCP, whose idle timeout may be raised (`listener-attributes.TCP-80`,
+  60-6000 s; default 350 s): a request held while a replica starts, or a completion that is not streamed, sends
+  nothing for minutes. A TLS listener's is fixed at 350 s (ELB user guide, "Update the TCP idle timeout"), so
+  the hold is kept below it there (stacks/autoscaling.py).
+- Pod readiness gates: the backend's namespace carries `elbv2.k8s.aws/pod-readiness-gate-inject: enabled`, so a
+  new pod turns Ready only once the NLB finds it healthy and a rollout never leaves the NLB without a target
+  (docs/deploy/pod_readiness_gate.md; the chart's pod webhook fails open).
 - `load_balancing.cross_zone.enabled=true`: a single replica sits in one zone; without cross-zone balancing the
   NLB node of another zone has no healthy target and clients resolving to it wait for DNS to drop it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from components.autoscaling.values import RESPONSE_HEADER_TIMEOUT_SECONDS
 from components.ingress.values import LOAD_BALANCER_CLASS
 from components.network.layout import subnet_cidrs
 from stacks.config import LlmSettings
@@ -41,6 +53,9 @@ PLAIN_PORT = 80
 # TLS 1.3 and 1.2 only (ELB user guide, "Security policies for your Network Load Balancer").
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 ANNOTATION_PREFIX = "service.beta.kubernetes.io/"
+# A plain TCP listener's idle timeout may be 60 to 6000 s (ELB API reference, ListenerAttribute).
+MAX_IDLE_TIMEOUT_SECONDS = 6000
+READINESS_GATE_LABELS = {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,10 @@ class LoadBalancerSettings:
     client_cidrs: tuple[str, ...]
     # The public subnets' CIDRs, where the NLB's nodes (and so its health checks) are.
     node_cidrs: tuple[str, ...]
+    # The private subnets' CIDRs, where the nodes and pods are: never admitted as clients.
+    pod_cidrs: tuple[str, ...]
+    # How long a plain TCP listener keeps a silent connection: the longest a request may wait for its first byte.
+    idle_timeout_seconds: int
 
     @property
     def tls(self) -> bool:
@@ -69,18 +88,24 @@ class LoadBalancerSettings:
         return f"https://{self.hostname}/v1" if self.tls else None
 
 
-def load_balancer_settings(llm: LlmSettings, vpc_cidr: str, az_count: int) -> LoadBalancerSettings | None:
+def load_balancer_settings(
+    llm: LlmSettings, vpc_cidr: str, az_count: int, hold_seconds: int
+) -> LoadBalancerSettings | None:
     """The load balancer llm:serviceType LoadBalancer asks for, or None. Without llm:loadBalancerSourceRanges an
-    internal one admits the VPC and an internet-facing one (allowed only when open on purpose) everyone."""
+    internal one admits the VPC and an internet-facing one (allowed only when open on purpose) everyone.
+    `hold_seconds`: how long a request may be held for a replica to start (0 without scale to zero)."""
     if llm.service_type != "LoadBalancer":
         return None
     default = ANYWHERE if llm.load_balancer_open_to_internet else vpc_cidr
+    zones = subnet_cidrs(vpc_cidr, az_count)
     return LoadBalancerSettings(
         scheme=llm.load_balancer_scheme,
         certificate_arn=llm.load_balancer_certificate_arn,
         hostname=llm.endpoint_hostname,
         client_cidrs=llm.load_balancer_source_ranges or (default,),
-        node_cidrs=tuple(zone.public for zone in subnet_cidrs(vpc_cidr, az_count)),
+        node_cidrs=tuple(zone.public for zone in zones),
+        pod_cidrs=tuple(zone.private for zone in zones),
+        idle_timeout_seconds=min(MAX_IDLE_TIMEOUT_SECONDS, hold_seconds + RESPONSE_HEADER_TIMEOUT_SECONDS),
     )
 
 
@@ -109,6 +134,10 @@ def load_balancer_annotations(settings: LoadBalancerSettings, subnets: Any) -> d
             "aws-load-balancer-ssl-ports": str(TLS_PORT),
             "aws-load-balancer-ssl-negotiation-policy": TLS_POLICY,
         }
+    else:
+        annotations[f"aws-load-balancer-listener-attributes.TCP-{PLAIN_PORT}"] = (
+            f"tcp.idle_timeout.seconds={settings.idle_timeout_seconds}"
+        )
     return {ANNOTATION_PREFIX + name: value for name, value in annotations.items()}
 
 
@@ -143,6 +172,10 @@ def endpoint_service(settings: LoadBalancerSettings, backend: Backend, subnets: 
 
 def admitted_peers(settings: LoadBalancerSettings) -> list[dict[str, Any]]:
     """The NetworkPolicy peers for connections through the NLB: the client ranges (their addresses are
-    preserved) and the NLB's own subnets (its health checks), each once."""
-    cidrs = dict.fromkeys((*settings.client_cidrs, *settings.node_cidrs))
-    return [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
+    preserved) less the subnets of the cluster's pods, and the NLB's own subnets (its health checks), each once."""
+    peers = []
+    for cidr in dict.fromkeys((*settings.client_cidrs, *settings.node_cidrs)):
+        network = ipaddress.IPv4Network(cidr)
+        inside = [pods for pods in settings.pod_cidrs if ipaddress.IPv4Network(pods).subnet_of(network)]
+        peers.append({"ipBlock": {"cidr": cidr, "except": inside} if inside else {"cidr": cidr}})
+    return peers

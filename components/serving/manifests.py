@@ -35,7 +35,7 @@ from components.autoscaling.values import (
     INTERCEPTOR_PROXY_SERVICE,
 )
 from components.autoscaling.values import NAMESPACE as AUTOSCALING_NAMESPACE
-from components.ingress.manifests import Backend, LoadBalancerSettings, admitted_peers
+from components.ingress.manifests import READINESS_GATE_LABELS, Backend, LoadBalancerSettings, admitted_peers
 from components.karpenter.nodes import GPU_POOL, GPU_RESOURCE, NODE_POOL_LABEL, gpu_taint_tolerations
 from components.monitoring.values import MONITORING_NAMESPACE
 from components.serving.budget import (
@@ -201,16 +201,17 @@ def _metadata(settings: ServingSettings, name: str) -> dict[str, Any]:
 
 def namespace_manifest(settings: ServingSettings) -> dict[str, Any]:
     # The pod meets the "restricted" Pod Security Standard; enforcing it keeps anything added later there too.
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+    if settings.load_balancer is not None and not scales_to_zero(settings):
+        # The NLB targets these pods: each turns Ready once the NLB finds it healthy (components/ingress).
+        labels |= READINESS_GATE_LABELS
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {
-            "name": settings.namespace,
-            "labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/warn": "restricted",
-            },
-        },
+        "metadata": {"name": settings.namespace, "labels": labels},
     }
 
 

@@ -8,7 +8,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from components.ingress.manifests import load_balancer_settings
 from components.serving.budget import SPOT_NOTICE_SECONDS, termination_grace_seconds
 from selfhost.plan.runner import PROJECT_DIR, PlanResult
 from stacks.cost import (
@@ -19,6 +18,7 @@ from stacks.cost import (
     peak_usd_per_hour,
     total_usd_per_hour,
 )
+from stacks.platform import endpoint_load_balancer
 from stacks.quota import check_command, quota_needs
 
 
@@ -83,8 +83,7 @@ def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[st
 
 def endpoint_report(result: PlanResult) -> dict[str, Any]:
     """Where clients call the model, and the load balancer in front of it, if any."""
-    config = result.config
-    balancer = load_balancer_settings(config.llm, config.network.cidr, config.network.az_count)
+    balancer = endpoint_load_balancer(result.config)
     return {
         "url": result.outputs["endpoint_url"],
         "load_balancer": None

@@ -25,7 +25,13 @@ from typing import Any
 import pulumi
 from pydantic import ValidationError
 
-from stacks.autoscaling import ScalingPolicy, scaling_policy
+from stacks.autoscaling import (
+    TLS_HOLD_LIMIT_SECONDS,
+    TLS_LISTENER_IDLE_SECONDS,
+    ScalingPolicy,
+    default_hold_seconds,
+    scaling_policy,
+)
 from stacks.catalogs.eks_versions import support_status
 from stacks.catalogs.instances import GPU_INSTANCES, GpuInstance
 from stacks.catalogs.models import MODELS, ModelSpec
@@ -158,11 +164,14 @@ def load_config(
     resolved = _resolve_llm(llm, replicas, replicas_key, errors) if llm is not None else None
     if llm is not None and "aws" in parsed:
         errors += _region_mismatches(llm, parsed["aws"])
+    if llm is not None and autoscaling is not None:
+        errors += _hold_beyond_tls_limit(llm, autoscaling)
     if errors:
         raise ConfigError(errors)
     assert resolved is not None
     model, instance, serving, warnings = resolved
     startup = startup_budget(instance, weights_bytes(model), parsed["llm"].image_cached)
+    behind_tls = _behind_tls(parsed["llm"], parsed["autoscaling"])
     return PlatformConfig(
         stack=stack,
         **parsed,
@@ -170,13 +179,52 @@ def load_config(
         instance=instance,
         serving=serving,
         startup=startup,
-        scaling=scaling_policy(parsed["autoscaling"], serving, startup),
+        scaling=scaling_policy(parsed["autoscaling"], serving, startup, behind_tls),
         warnings=(
             *_cluster_warnings(parsed["cluster"], context.today),
             *warnings,
             *_artifact_warnings(parsed["llm"]),
+            *_short_hold_warnings(parsed["autoscaling"], startup, behind_tls),
         ),
     )
+
+
+def _behind_tls(llm: LlmSettings, autoscaling: AutoscalingSettings) -> bool:
+    """Requests held at zero replicas reach the interceptor through the load balancer's TLS listener."""
+    return (
+        autoscaling.scale_to_zero
+        and llm.service_type == "LoadBalancer"
+        and llm.load_balancer_certificate_arn is not None
+    )
+
+
+def _hold_beyond_tls_limit(llm: LlmSettings, autoscaling: AutoscalingSettings) -> list[str]:
+    if not _behind_tls(llm, autoscaling) or (autoscaling.hold_seconds or 0) <= TLS_HOLD_LIMIT_SECONDS:
+        return []
+    return [
+        invalid(
+            "autoscaling",
+            "holdSeconds",
+            f"expected at most {TLS_HOLD_LIMIT_SECONDS} behind the load balancer's TLS listener, which closes a "
+            f"connection after {TLS_LISTENER_IDLE_SECONDS} s without a byte (an AWS limit that cannot be raised): "
+            "a longer hold would cut the held request without an answer",
+            autoscaling.hold_seconds,
+        )
+    ]
+
+
+def _short_hold_warnings(
+    autoscaling: AutoscalingSettings, startup: StartupBudget, behind_tls: bool
+) -> list[str]:
+    hold = autoscaling.hold_seconds or default_hold_seconds(startup, behind_tls)
+    if not (behind_tls and autoscaling.scale_to_zero and hold < startup.total_seconds):
+        return []
+    return [
+        f"a request through the load balancer's TLS listener is held at most {hold} s for a replica (the NLB closes "
+        f"TLS connections idle for {TLS_LISTENER_IDLE_SECONDS} s), less than the {startup.total_seconds} s a "
+        "replica takes from zero: the first request after an idle spell is answered 503 model_starting, and a "
+        "retry a minute later is served"
+    ]
 
 
 def _region_mismatches(llm: LlmSettings, aws: AwsSettings) -> list[str]:

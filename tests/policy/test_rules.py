@@ -470,3 +470,25 @@ def test_gpu_limits_above_the_ceiling_or_unbounded_fail() -> None:
         "NodePool gpu can launch GPU instances with no whole-number nvidia.com/gpu limit, so the stack's GPU "
         "count is unbounded (ceiling 8)"
     ]
+
+
+def test_an_internet_facing_load_balancer_serves_no_port_in_clear_text_beside_tls() -> None:
+    ports = [{"name": "https", "port": 443}, {"name": "http", "port": 80}]
+    both = load_balancer(
+        {**TLS, "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "443"},
+        loadBalancerSourceRanges=OFFICE,
+        ports=ports,
+    )
+    assert service_exposure_violations(SERVICE, both, PUBLIC) == [
+        "internet-facing Service would serve port 80 in clear text beside its TLS listener: list it in "
+        "service.beta.kubernetes.io/aws-load-balancer-ssl-ports or remove it"
+    ]
+    # Listed by name, or no ssl-ports at all (the controller then makes every port TLS).
+    by_name = load_balancer(
+        {**TLS, "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "https, http"},
+        loadBalancerSourceRanges=OFFICE,
+        ports=ports,
+    )
+    assert service_exposure_violations(SERVICE, by_name, PUBLIC) == []
+    every_port = load_balancer(TLS, loadBalancerSourceRanges=OFFICE, ports=ports)
+    assert service_exposure_violations(SERVICE, every_port, PUBLIC) == []

@@ -556,3 +556,29 @@ def test_load_balancer_keys_without_a_load_balancer_are_errors():
         "llm:loadBalancerSourceRanges: ['203.0.113.0/24'] is not valid; applies only with llm:serviceType "
         "LoadBalancer; set that or drop it",
     ]
+
+
+SCALES_TO_ZERO = {"autoscaling:enabled": "true"}
+PUBLIC = {
+    **INTERNET_FACING,
+    **WITH_TLS,
+    "llm:loadBalancerSourceRanges": '["203.0.113.0/24"]',
+    **SCALES_TO_ZERO,
+}
+
+
+def test_behind_a_tls_listener_a_request_is_held_only_as_long_as_the_nlb_keeps_it():
+    # The NLB closes a TLS connection idle for 350 s; the hold stops 20 s before: 330 s. dev's default would
+    # be 563 s (375 s startup budget x 1.5, rounded up).
+    config = load(PUBLIC)
+    assert config.scaling is not None and config.scaling.hold_seconds == 330
+    [warning] = [w for w in config.warnings if "TLS listener" in w]
+    assert "held at most 330 s" in warning and "less than the 375 s" in warning
+    default = load(SCALES_TO_ZERO).scaling
+    assert default is not None and default.hold_seconds == 563
+    [error] = errors_of({**PUBLIC, "autoscaling:holdSeconds": "400"})
+    assert error.startswith(
+        "autoscaling:holdSeconds: 400 is not valid; expected at most 330 behind the load balancer"
+    )
+    shorter = load({**PUBLIC, "autoscaling:holdSeconds": "300"}).scaling
+    assert shorter is not None and shorter.hold_seconds == 300

@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from components.ingress.manifests import Backend, LoadBalancerSettings, endpoint_service
+from components.ingress.manifests import Backend, LoadBalancerSettings, admitted_peers, endpoint_service
 from components.ingress.values import SERVICE_ACCOUNT
 from selfhost.plan.runner import PlanResult
 from tests.variants import CERTIFICATE_ARN, PUBLIC_ENDPOINT
@@ -24,14 +24,17 @@ PREFIX = "service.beta.kubernetes.io/"
 TABLE_NAME = re.compile(r"^\|\s*\[service\.beta\.kubernetes\.io/([^\]]+?)\s*\]\(#")
 # dev's three public subnets: block 7 of 10.0.0.0/16 cut in eight (10.0.224.0/19), cut in eight /22s again.
 DEV_PUBLIC_SUBNETS = ["10.0.224.0/22", "10.0.228.0/22", "10.0.232.0/22"]
+# And its private subnets, where nodes and pods are: blocks 0 to 2, /19 each.
+DEV_PRIVATE_SUBNETS = ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]
 BACKEND = Backend("llm", {"app.kubernetes.io/name": "vllm"}, 8000)
 
 
-def reference_annotations(reference: Path) -> set[str]:
+def reference_annotations(reference: Path) -> list[re.Pattern[str]]:
+    """The documented names as patterns: two are templates, e.g. `listener-attributes.${Protocol}-${Port}`."""
     table = (reference / "aws-load-balancer-controller" / "service-annotations.md").read_text()
     names = {m.group(1) for line in table.splitlines() if (m := TABLE_NAME.match(line))}
     assert len(names) == 48, "the v3.5.0 table names 48 annotations"
-    return names
+    return [re.compile(re.sub(r"\\\$\\\{\w+\\\}", "[A-Za-z0-9]+", re.escape(name))) for name in names]
 
 
 def settings(certificate: str | None, scheme: str = "internet-facing") -> LoadBalancerSettings:
@@ -41,6 +44,8 @@ def settings(certificate: str | None, scheme: str = "internet-facing") -> LoadBa
         hostname="llm.example.com" if certificate else None,
         client_cidrs=("203.0.113.0/24",),
         node_cidrs=tuple(DEV_PUBLIC_SUBNETS),
+        pod_cidrs=tuple(DEV_PRIVATE_SUBNETS),
+        idle_timeout_seconds=1463,
     )
 
 
@@ -81,7 +86,12 @@ def test_every_annotation_is_one_the_controller_documents(reference: Path):
     for certificate in (CERTIFICATE_ARN, None):
         annotations = endpoint_service(settings(certificate), BACKEND, "subnet-a")["metadata"]["annotations"]
         assert all(name.startswith(PREFIX) for name in annotations)
-        assert {name.removeprefix(PREFIX) for name in annotations} - documented == set()
+        undocumented = [
+            name
+            for name in annotations
+            if not any(pattern.fullmatch(name.removeprefix(PREFIX)) for pattern in documented)
+        ]
+        assert undocumented == []
 
 
 def endpoint_of(plan: PlanResult) -> dict[str, Any]:
@@ -203,3 +213,69 @@ def test_the_service_is_a_valid_kubernetes_object(certificate: str | None):
     kubernetes_validate.validate(
         endpoint_service(settings(certificate), BACKEND, "subnet-a"), "1.33.0", strict=True
     )
+
+
+def test_a_client_range_that_holds_the_cluster_leaves_its_pods_out():
+    # The VPC's own CIDR (an internal load balancer's default range) holds dev's private subnets, where the pods
+    # are: the policy's ipBlock cuts them out, so pods still need llm:clientNamespaces to call the model.
+    internal = LoadBalancerSettings(
+        scheme="internal",
+        certificate_arn=None,
+        hostname=None,
+        client_cidrs=("10.0.0.0/16", "203.0.113.0/24"),
+        node_cidrs=tuple(DEV_PUBLIC_SUBNETS),
+        pod_cidrs=tuple(DEV_PRIVATE_SUBNETS),
+        idle_timeout_seconds=900,
+    )
+    peers = admitted_peers(internal)
+    assert peers == [
+        {"ipBlock": {"cidr": "10.0.0.0/16", "except": DEV_PRIVATE_SUBNETS}},
+        {"ipBlock": {"cidr": "203.0.113.0/24"}},
+        *({"ipBlock": {"cidr": cidr}} for cidr in DEV_PUBLIC_SUBNETS),
+    ]
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "vllm", "namespace": "llm"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": peers}]},
+    }
+    kubernetes_validate.validate(policy, "1.33.0", strict=True)
+
+
+def test_a_plain_listener_waits_as_long_as_a_request_may_be_held_and_answered():
+    service = endpoint_service(settings(None, "internal"), BACKEND, "subnet-a")
+    attributes = service["metadata"]["annotations"][PREFIX + "aws-load-balancer-listener-attributes.TCP-80"]
+    assert attributes == "tcp.idle_timeout.seconds=1463"
+    # A TLS listener's idle timeout is fixed by AWS: no attribute for it.
+    tls = endpoint_service(settings(CERTIFICATE_ARN), BACKEND, "subnet-a")["metadata"]["annotations"]
+    assert not any("listener-attributes" in name for name in tls)
+
+
+def test_the_plain_listeners_idle_timeout_covers_the_hold_and_the_wait_for_an_answer(plan_with):
+    # dev internal without TLS: held up to 563 s (375 s startup budget x 1.5, rounded up), then up to 900 s for
+    # the response headers (the interceptor's responseHeader timeout): 563 + 900 = 1463 s.
+    plan = plan_with({"llm:serviceType": "LoadBalancer"})
+    annotations = endpoint_of(plan)["metadata"]["annotations"]
+    assert (
+        annotations[PREFIX + "aws-load-balancer-listener-attributes.TCP-80"]
+        == "tcp.idle_timeout.seconds=1463"
+    )
+
+
+def test_the_namespace_of_the_pods_the_nlb_targets_injects_readiness_gates(
+    public_endpoint_plan: PlanResult, fixed_replicas_plan: PlanResult, dev_plan: PlanResult
+):
+    gate = {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"}
+
+    def labels(plan: PlanResult, namespace: str) -> dict[str, str]:
+        [found] = [
+            r.inputs["metadata"].get("labels", {})
+            for r in plan.of_type("kubernetes:core/v1:Namespace")
+            if r.inputs["metadata"]["name"] == namespace
+        ]
+        return found
+
+    assert gate.items() <= labels(public_endpoint_plan, "keda").items()
+    assert not gate.items() & labels(public_endpoint_plan, "llm").items()
+    assert gate.items() <= labels(fixed_replicas_plan, "llm").items()
+    assert not gate.items() & labels(dev_plan, "keda").items()
