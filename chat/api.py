@@ -176,6 +176,12 @@ def explain_transport(endpoint: Endpoint, error: httpx.TransportError) -> str:
             f"The kubectl port-forward to svc/{tunnel.target.service} stopped{why}: the vLLM pod has "
             "probably restarted; it is reopened on the next request."
         )
+    refused = _certificate_error(error)
+    if refused is not None:
+        return (
+            f"The TLS certificate of {endpoint.base_url} did not verify ({refused.verify_message}): it must be "
+            "valid and cover the name in the URL."
+        )
     if isinstance(error, httpx.ConnectError):
         return (
             f"Nothing answers at {endpoint.base_url}: the endpoint is down, or the model is still "
@@ -191,6 +197,16 @@ def explain_transport(endpoint: Endpoint, error: httpx.TransportError) -> str:
     if isinstance(error, httpx.TimeoutException):
         return f"The endpoint at {endpoint.base_url} did not answer in time."
     return f"Could not talk to the endpoint at {endpoint.base_url}: {error}."
+
+
+def _certificate_error(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed under httpx's transport error, if that is what failed."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 async def _get(client: httpx.AsyncClient, endpoint: Endpoint, path: str) -> httpx.Response:

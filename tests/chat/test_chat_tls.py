@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from chat.api import new_client
-from chat.endpoint import open_endpoint
+from chat.api import EndpointError, check_health, new_client
+from chat.endpoint import Endpoint, open_endpoint
 from selfhost.cli import main
 from tests.chat.fake_server_process import API_KEY, FakeServer
 
@@ -155,6 +155,17 @@ def test_an_untrusted_certificate_is_refused_and_explained(
 
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         asyncio.run(get_health())
+
+    # A certificate that goes bad after the endpoint was opened (mid-chat) is said as such, not "nothing answers".
+    async def check() -> None:
+        endpoint = Endpoint(f"https://localhost:{port}", "key", source="test")
+        async with new_client(endpoint, timeout=5) as client:
+            await check_health(client, endpoint)
+
+    with pytest.raises(
+        EndpointError, match=r"The TLS certificate of https://localhost:\d+ did not verify \(self.signed"
+    ):
+        asyncio.run(check())
 
 
 def test_a_certificate_for_another_name_is_explained(
