@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -291,25 +292,13 @@ class ModelServer(pulumi.ComponentResource):
                 opts=self._in_namespace,
             )
             route = interceptor_route(self._settings, policy)
-            before_scaling.append(
-                k8s.apiextensions.CustomResource(
-                    f"{self._name}-route",
-                    api_version=route["apiVersion"],
-                    kind=route["kind"],
-                    metadata=route["metadata"],
-                    spec=route["spec"],
-                    opts=with_crds,
-                )
-            )
+            before_scaling.append(_custom_resource(f"{self._name}-route", route, with_crds))
         # After the route: before it exists KEDA reads an empty metric spec and the HPA falls back to CPU.
         scaler = scaled_object(self._settings, policy)
-        k8s.apiextensions.CustomResource(
+        _custom_resource(
             f"{self._name}-scaled-object",
-            api_version=scaler["apiVersion"],
-            kind=scaler["kind"],
-            metadata=scaler["metadata"],
-            spec=scaler["spec"],
-            opts=with_crds.merge(
+            scaler,
+            with_crds.merge(
                 pulumi.ResourceOptions(depends_on=[*self._args.autoscaling_depends_on, *before_scaling])
             ),
         )
@@ -323,14 +312,7 @@ class ModelServer(pulumi.ComponentResource):
             ("service-monitor", service_monitor(self._settings)),
             ("alerts", prometheus_rule(self._settings)),
         ):
-            k8s.apiextensions.CustomResource(
-                f"{self._name}-{suffix}",
-                api_version=manifest["apiVersion"],
-                kind=manifest["kind"],
-                metadata=manifest["metadata"],
-                spec=manifest["spec"],
-                opts=with_crds,
-            )
+            _custom_resource(f"{self._name}-{suffix}", manifest, with_crds)
         dashboard = dashboard_configmap(
             f"{APP_NAME}-dashboard", self._settings.namespace, vllm_dashboard(self._settings)
         )
@@ -340,3 +322,17 @@ class ModelServer(pulumi.ComponentResource):
             data=dashboard["data"],
             opts=self._in_namespace,
         )
+
+
+def _custom_resource(
+    name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions
+) -> k8s.apiextensions.CustomResource:
+    """A custom resource registered from its manifest, as the builders return it."""
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=opts,
+    )

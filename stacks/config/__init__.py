@@ -230,30 +230,25 @@ def _short_hold_warnings(
 def _region_mismatches(llm: LlmSettings, aws: AwsSettings) -> list[str]:
     """ARNs that must be in the stack's region: an ECR pull-through rule reads its credentials from a secret in
     its own region, and a load balancer uses only certificates of its own (ACM certificates are regional)."""
-    errors = []
-    secret = llm.docker_hub_credentials_arn
-    if secret is not None and secret.split(":")[3] != aws.region:
-        errors.append(
-            invalid(
-                "llm",
-                "dockerHubCredentialsArn",
-                f"expected a secret in the stack's region {aws.region} (the pull-through cache rule and its "
-                "credentials live in one region); copy the secret there",
-                secret,
-            )
-        )
-    certificate = llm.load_balancer_certificate_arn
-    if certificate is not None and certificate.split(":")[3] != aws.region:
-        errors.append(
-            invalid(
-                "llm",
-                "loadBalancerCertificateArn",
-                f"expected a certificate in the stack's region {aws.region}: ACM certificates cannot be used or "
-                f"copied across regions; request or import one with --region {aws.region}",
-                certificate,
-            )
-        )
-    return errors
+    regional = (
+        (
+            "dockerHubCredentialsArn",
+            llm.docker_hub_credentials_arn,
+            f"expected a secret in the stack's region {aws.region} (the pull-through cache rule and its "
+            "credentials live in one region); copy the secret there",
+        ),
+        (
+            "loadBalancerCertificateArn",
+            llm.load_balancer_certificate_arn,
+            f"expected a certificate in the stack's region {aws.region}: ACM certificates cannot be used or "
+            f"copied across regions; request or import one with --region {aws.region}",
+        ),
+    )
+    return [
+        invalid("llm", key, message, arn)
+        for key, arn, message in regional
+        if arn is not None and arn.split(":")[3] != aws.region
+    ]
 
 
 def _artifact_warnings(llm: LlmSettings) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pulumi_aws import Region
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -180,6 +181,22 @@ def _json_list(value: Any) -> Any:
 StringList = Annotated[tuple[str, ...], BeforeValidator(_json_list)]
 
 
+def _ipv4_networks(cidrs: tuple[str, ...]) -> tuple[str, ...]:
+    bad = []
+    for cidr in cidrs:
+        try:
+            ipaddress.IPv4Network(cidr)
+        except ValueError:
+            bad.append(cidr)
+    if bad:
+        raise ValueError(f"expected IPv4 networks in CIDR form such as 203.0.113.0/24, not {', '.join(bad)}")
+    return cidrs
+
+
+# A list of IPv4 CIDRs (host bits zero), such as the clients allowed to reach an endpoint.
+CidrList = Annotated[StringList, AfterValidator(_ipv4_networks)]
+
+
 def _problems(model: str, problems: Iterable[tuple[str, str, Any]]) -> None:
     """Raise every (field alias, message, value) found by a model's cross-field check, each at its key."""
     details = [
@@ -307,7 +324,7 @@ class LlmSettings(Namespace):
         description="DNS name clients use (a CNAME to the load_balancer_hostname output), covered by the "
         "certificate; endpoint_url is https://<it>/v1.",
     )
-    load_balancer_source_ranges: StringList = Field(
+    load_balancer_source_ranges: CidrList = Field(
         (),
         examples=[["203.0.113.0/24"]],
         description="Client CIDRs the load balancer admits (its security group and the NetworkPolicy); unset: "
@@ -440,16 +457,6 @@ class LlmSettings(Namespace):
                 "wildcard)"
             )
         return name
-
-    @field_validator("load_balancer_source_ranges")
-    @classmethod
-    def _source_ranges(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [cidr for cidr in cidrs if not _is_ipv4_network(cidr)]
-        if bad:
-            raise ValueError(
-                f"expected IPv4 networks in CIDR form such as 203.0.113.0/24, not {', '.join(bad)}"
-            )
-        return cidrs
 
     @model_validator(mode="after")
     def _exposure(self) -> LlmSettings:
@@ -591,7 +598,7 @@ class ClusterSettings(Namespace):
         "STANDARD",
         description="EKS support policy: STANDARD, or EXTENDED to keep a version past standard support ($0.60/h).",
     )
-    public_access_cidrs: StringList = Field(
+    public_access_cidrs: CidrList = Field(
         ("0.0.0.0/0",),
         examples=[["203.0.113.0/24"]],
         description="CIDRs allowed to reach the public API endpoint; [] makes the endpoint private only.",
@@ -622,16 +629,6 @@ class ClusterSettings(Namespace):
         le=16384,
         description="Encrypted gp3 root volume per node, GiB (OS only).",
     )
-
-    @field_validator("public_access_cidrs")
-    @classmethod
-    def _cidrs(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [cidr for cidr in cidrs if not _is_ipv4_network(cidr)]
-        if bad:
-            raise ValueError(
-                f"expected IPv4 networks in CIDR form such as 203.0.113.0/24, not {', '.join(bad)}"
-            )
-        return cidrs
 
     @field_validator("admin_role_arns", "preview_role_arns")
     @classmethod
@@ -811,14 +808,6 @@ def _context(info: ValidationInfo) -> ValidationContext:
         if isinstance(context, ValidationContext)
         else ValidationContext(stack=DEV_STACK, today=date.today(), secrets_readable=True)
     )
-
-
-def _is_ipv4_network(cidr: str) -> bool:
-    try:
-        ipaddress.IPv4Network(cidr)
-    except ValueError:
-        return False
-    return True
 
 
 def fields_by_key(model: type[Namespace]) -> dict[str, FieldInfo]:

@@ -24,11 +24,16 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
+async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: tuple[str, int]) -> None:
+    """Pass one connection's bytes both ways to and from `target` until either side closes."""
+    upstream_reader, upstream_writer = await asyncio.open_connection(*target)
+    await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+
+
 async def _forward(address: str, local_port: int, remote_port: int, target: tuple[str, int]) -> None:
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         print(f"Handling connection for {remote_port}", flush=True)
-        upstream_reader, upstream_writer = await asyncio.open_connection(*target)
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        await relay(reader, writer, target)
 
     server = await asyncio.start_server(connection, address, local_port)
     print(f"Forwarding from {address}:{local_port} -> {remote_port}", flush=True)

@@ -12,14 +12,8 @@ import contextlib
 import ssl
 import sys
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    with contextlib.suppress(ConnectionError):
-        writer.close()
+# Run as a script, this file's folder is on sys.path: the relay is the fake kubectl's own.
+from fake_kubectl import relay
 
 
 async def _serve(certificate: str, key: str, target_port: int) -> None:
@@ -27,8 +21,7 @@ async def _serve(certificate: str, key: str, target_port: int) -> None:
     context.load_cert_chain(certificate, key)
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target_port)
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        await relay(reader, writer, ("127.0.0.1", target_port))
 
     server = await asyncio.start_server(connection, "127.0.0.1", 0, ssl=context)
     print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)

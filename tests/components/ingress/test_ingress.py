@@ -3,6 +3,7 @@ and the controller's release, checked against the controller's own annotation re
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -218,15 +219,7 @@ def test_the_service_is_a_valid_kubernetes_object(certificate: str | None):
 def test_a_client_range_that_holds_the_cluster_leaves_its_pods_out():
     # The VPC's own CIDR (an internal load balancer's default range) holds dev's private subnets, where the pods
     # are: the policy's ipBlock cuts them out, so pods still need llm:clientNamespaces to call the model.
-    internal = LoadBalancerSettings(
-        scheme="internal",
-        certificate_arn=None,
-        hostname=None,
-        client_cidrs=("10.0.0.0/16", "203.0.113.0/24"),
-        node_cidrs=tuple(DEV_PUBLIC_SUBNETS),
-        pod_cidrs=tuple(DEV_PRIVATE_SUBNETS),
-        idle_timeout_seconds=900,
-    )
+    internal = dataclasses.replace(settings(None, "internal"), client_cidrs=("10.0.0.0/16", "203.0.113.0/24"))
     peers = admitted_peers(internal)
     assert peers == [
         {"ipBlock": {"cidr": "10.0.0.0/16", "except": DEV_PRIVATE_SUBNETS}},
