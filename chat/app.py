@@ -9,7 +9,7 @@ status line and in place of the answer, never as a traceback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import gradio as gr
@@ -178,11 +178,22 @@ def build_app(endpoint: Endpoint, default_model: str | None = None) -> gr.Blocks
     return app
 
 
-def serve(endpoint: Endpoint, default_model: str | None, port: int) -> None:
-    """Serve the page on localhost until Ctrl-C; the endpoint's tunnel is the caller's to close."""
+def serve(
+    endpoint: Endpoint, default_model: str | None, port: int, on_listening: Callable[[str], None]
+) -> None:
+    """Serve the page on localhost until Ctrl-C; the endpoint's tunnel is the caller's to close.
+    `on_listening` gets the page's URL once the port is bound, so nobody is shown a URL that answers nothing."""
     app = build_app(endpoint, default_model)
     # One queue slot per open tab would serialize two tabs; a few concurrent answers are fine.
     app.queue(default_concurrency_limit=8)
     app.launch(
-        server_name="127.0.0.1", server_port=port, inbrowser=False, share=False, quiet=True, footer_links=[]
+        server_name="127.0.0.1",
+        server_port=port,
+        inbrowser=False,
+        share=False,
+        quiet=True,
+        footer_links=[],
+        prevent_thread_lock=True,
     )
+    on_listening(f"http://127.0.0.1:{port}")
+    app.block_thread()

@@ -135,8 +135,7 @@ def run_chat(args: argparse.Namespace) -> int:
     try:
         with open_endpoint(args) as endpoint:
             print(f"Endpoint: {endpoint.source}")
-            print(f"Chat page: http://127.0.0.1:{args.port}  (Ctrl-C stops it)")
-            serve(endpoint, args.model, args.port)
+            serve(endpoint, args.model, args.port, lambda url: print(f"Chat page: {url}  (Ctrl-C stops it)"))
     except EndpointSetupError as error:
         return setup_failure("chat", args, error)
     except OSError:

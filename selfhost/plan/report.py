@@ -123,7 +123,7 @@ def placement(sizing: dict[str, Any], instance_type: str, scaling: dict[str, Any
     """Replicas, nodes and replicas per node, said apart: 4 replicas of one 4-GPU node are one node. With
     autoscaling, the range and the nodes at its top."""
     nodes = sizing["nodes"]
-    per_node = f"{sizing['replicas_per_node']} replica(s) per node"
+    per_node = f"room for {sizing['replicas_per_node']} replica(s) per node"
     if scaling is None:
         return f"{sizing['replicas']} replica(s) on {nodes} x {instance_type} node(s), {per_node}"
     idle = (
@@ -207,6 +207,21 @@ def kv_cache_text(sizing: dict[str, Any]) -> str:
     return f"{sizing['kv_cache_tokens']:,} tokens"
 
 
+# A chat turn's prompt and answer, tokens: the request length the report's second concurrency figure is for.
+TYPICAL_REQUEST_TOKENS = 2_000
+
+
+def concurrency_text(sizing: dict[str, Any]) -> str:
+    """Requests one replica serves at once: at full length, and at a typical chat length, where the KV cache
+    holds more of them until vLLM's max_num_seqs stops the batch."""
+    typical = min(sizing["kv_cache_tokens"] // TYPICAL_REQUEST_TOKENS, sizing["max_num_seqs"])
+    return (
+        f"{sizing['concurrent_sequences']} at the full {sizing['max_model_len']:,} tokens; "
+        f"about {typical} of {TYPICAL_REQUEST_TOKENS:,} tokens (prompt + answer), at most "
+        f"{sizing['max_num_seqs']} (max_num_seqs)"
+    )
+
+
 def overhead_text(sizing: dict[str, Any]) -> str:
     low, high = sizing["overhead_gib_per_gpu_range"]
     terms = ", ".join(
@@ -241,7 +256,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| Tensor-parallel size | {sizing['tensor_parallel_size']} |",
         f"| max_model_len | {sizing['max_model_len']}{' (capped)' if sizing['context_capped'] else ''} |",
         f"| KV cache | {kv_cache_text(sizing)} |",
-        f"| Full-length requests at once | {sizing['concurrent_sequences']} |",
+        f"| Requests at once per replica | {concurrency_text(sizing)} |",
         f"| Non-KV overhead per GPU | {overhead_text(sizing)} |",
         f"| Overhead basis | {sizing['overhead_basis']} |",
         f"| Replicas per node / nodes | {sizing['replicas_per_node']} / {sizing['nodes']} |",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
@@ -80,6 +81,27 @@ def test_chat_says_a_taken_port_is_taken_before_printing_a_url(capsys):
         == f"selfhost chat: 127.0.0.1:{port} is taken (or needs privileges): pass a free --port."
     )
     assert "http://" not in captured.out
+
+
+def test_chat_prints_its_url_only_once_the_page_answers_there(monkeypatch):
+    gradio = pytest.importorskip("gradio", reason="the chat page is an optional extra (uv sync --extra chat)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    answered_when_printed: list[bool] = []
+
+    class Terminal(io.StringIO):
+        def write(self, text: str) -> int:
+            if "Chat page: http://127.0.0.1:" in text:
+                with socket.socket() as client:
+                    answered_when_printed.append(client.connect_ex(("127.0.0.1", port)) == 0)
+            return super().write(text)
+
+    # The page would serve until Ctrl-C; here it closes as soon as it would start blocking.
+    monkeypatch.setattr(gradio.Blocks, "block_thread", gradio.Blocks.close)
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    assert main(["chat", "--base-url", "http://127.0.0.1:9", "--port", str(port)]) == 0
+    assert answered_when_printed == [True]
 
 
 def test_help_says_what_chat_and_outputs_do(capsys):

@@ -219,7 +219,7 @@ def test_the_summary_tells_nodes_from_replicas(plan_with, capsys, tmp_path):
     line = summary(report, tmp_path).splitlines()
     [model_line] = [text for text in line if text.strip().startswith("Model")]
     # One node at $4.6016/h runs the four replicas; "4 x g6.12xlarge" would read as four nodes.
-    assert model_line.endswith("4 replica(s) on 1 x g6.12xlarge node(s), 4 replica(s) per node")
+    assert model_line.endswith("4 replica(s) on 1 x g6.12xlarge node(s), room for 4 replica(s) per node")
     assert "4 replica(s) on 1 x g6.12xlarge node(s)" in (tmp_path / "report.md").read_text()
 
 
@@ -229,8 +229,18 @@ def test_the_summary_says_the_scaling_range_and_its_costs(dev_plan, tmp_path):
     [model_line] = [text for text in lines if text.strip().startswith("Model")]
     assert model_line.endswith(
         "0 to 2 replica(s) on the load, to zero after 30 idle minutes, on up to 2 x g6.xlarge node(s), "
-        "1 replica(s) per node"
+        "room for 1 replica(s) per node"
     )
     [cost_line] = [text for text in lines if text.strip().startswith("Cost")]
     # tests/stacks/test_cost.py works both figures out: $0.36713/h idle, $1.98769/h with 2 replicas.
     assert cost_line.strip() == "Cost     $0.37/h at 0 replica(s), up to $1.99/h at 2"
+
+
+def test_the_report_says_how_many_shorter_requests_a_replica_serves_at_once(dev_plan, tmp_path):
+    write_plan(dev_plan, tmp_path)
+    # Mistral-7B on an L4 (test_mistral_7b_on_g6_xlarge_holds_its_full_context): a 47,072-token KV cache holds one 32,768-token
+    # request, or 47,072 // 2,000 = 23 requests of 2,000 tokens, under vLLM's max_num_seqs of 256 on an L4.
+    assert (
+        "| Requests at once per replica | 1 at the full 32,768 tokens; about 23 of 2,000 tokens "
+        "(prompt + answer), at most 256 (max_num_seqs) |"
+    ) in (tmp_path / "report.md").read_text()
