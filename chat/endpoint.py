@@ -51,6 +51,16 @@ class MissingPrerequisite(EndpointSetupError):
         self.needed_for = needed_for
 
 
+class StackOutputsUnread(EndpointSetupError):
+    """The Pulumi CLI could not read the stack's outputs; `output` is what it printed, whose cause (no login,
+    no passphrase, no such stack) the command line turns into what to do."""
+
+    def __init__(self, message: str, stack: str, output: str) -> None:
+        super().__init__(message)
+        self.stack = stack
+        self.output = output
+
+
 # What to do instead of installing the tools the stack's endpoint needs.
 USE_BASE_URL = "pass --base-url and --api-key"
 
@@ -278,7 +288,9 @@ def read_stack_outputs(stack: str) -> dict[str, Any]:
         ) from None
     if result.returncode != 0:
         reason = _last_line(result.stderr) or f"exit code {result.returncode}"
-        raise EndpointSetupError(f"Pulumi could not read the outputs of stack {stack!r}: {reason}")
+        raise StackOutputsUnread(
+            f"Pulumi could not read the outputs of stack {stack!r}: {reason}", stack, result.stderr
+        )
     try:
         outputs = json.loads(result.stdout)
     except json.JSONDecodeError:

@@ -16,11 +16,12 @@ from chat.endpoint import (
     Endpoint,
     EndpointSetupError,
     MissingPrerequisite,
+    StackOutputsUnread,
     add_endpoint_arguments,
     open_endpoint,
 )
 from chat.smoke import format_results, run_smoke
-from selfhost.prerequisites import EXIT_FAILED, EXIT_PREREQUISITE, missing_tool, report
+from selfhost.prerequisites import EXIT_FAILED, EXIT_PREREQUISITE, missing_tool, pulumi_prerequisite, report
 
 DEFAULT_CHAT_PORT = 7860
 DEFAULT_CONCURRENCY = "1,8,32"
@@ -114,6 +115,10 @@ def setup_failure(command: str, args: argparse.Namespace, error: EndpointSetupEr
     if isinstance(error, MissingPrerequisite):
         sentence = missing_tool(error.tool, error.needed_for, USE_BASE_URL) if error.tool else str(error)
         return report(command, stack, sentence, EXIT_PREREQUISITE)
+    if isinstance(error, StackOutputsUnread):
+        missing = pulumi_prerequisite(error.output, error.stack)
+        if missing is not None:
+            return report(command, stack, missing, EXIT_PREREQUISITE)
     return report(command, stack, str(error), EXIT_FAILED)
 
 

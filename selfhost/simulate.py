@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from selfhost.plan.runner import stack_config
-from selfhost.prerequisites import EXIT_PREREQUISITE, report
+from selfhost.prerequisites import config_errors, report
 from stacks.config import ConfigError, load_config
 from stacks.simulation import SimulationError, SimulationInputs, SimulationResult, simulate, simulation_inputs
 
@@ -156,15 +155,9 @@ def run(args: argparse.Namespace) -> int:
         raw, secret_keys = stack_config(stack)
         config = load_config(raw, stack, secret_keys=secret_keys, secrets_readable=False)
     except FileNotFoundError as error:
-        return report("simulate", stack, f"{error}.")
+        return report("simulate", stack, str(error))
     except ConfigError as error:
-        print(
-            f"selfhost simulate {stack}: the stack's config has {len(error.errors)} error(s):",
-            file=sys.stderr,
-        )
-        for message in error.errors:
-            print(f"  - {message}", file=sys.stderr)
-        return EXIT_PREREQUISITE
+        return report("simulate", stack, config_errors(error.errors))
     try:
         inputs = simulation_inputs(config)
         result = simulate(trace, inputs)

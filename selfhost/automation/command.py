@@ -40,16 +40,22 @@ from selfhost.automation.summary import (
 )
 from selfhost.clients import smoke
 from selfhost.plan.runner import PROJECT_DIR, SECRET, stack_config
-from selfhost.prerequisites import EXIT_FAILED, missing_tool, report
+from selfhost.prerequisites import (
+    EXIT_FAILED,
+    EXIT_PREREQUISITE,
+    config_errors,
+    missing_stack_file,
+    missing_tool,
+    pulumi_prerequisite,
+    report,
+    stack_not_in_backend,
+)
 from stacks.config import ConfigError, load_config
 
 SMOKE_RETRY_SECONDS = 30
 ERROR_LINE = re.compile(r"\berror: (.+)")
 DEFAULT_SERVE_TIMEOUT_SECONDS = 1800
 
-# Text the engine or the AWS provider prints, and the one sentence that tells the user what to do.
-# Credentials: pulumi-aws "No valid credential sources found" (pulumi-aws#3310), the Terraform-era
-# "no valid credential sources for Terraform AWS Provider found" / "NoCredentialProviders".
 NO_SUMMARY = (
     "the Pulumi CLI ended without reporting a summary (it may have crashed or been stopped): run "
     "`pulumi preview` in the project directory to see its own output."
@@ -57,33 +63,20 @@ NO_SUMMARY = (
 # The project's policy pack, enforced on every preview and update (policy/PulumiPolicy.yaml).
 POLICY_PACK = PROJECT_DIR / "policy"
 
-FAILURE_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (
-        ("no valid credential sources", "nocredentialproviders", "failed to refresh cached credentials"),
-        "No AWS credentials were found: sign in (aws configure, aws sso login or AWS_PROFILE; OIDC in CI), "
-        "check with `aws sts get-caller-identity` and run the command again.",
-    ),
-    (
-        ("expiredtoken", "invalidclienttokenid", "invalid credentials configured", "security token included"),
-        "The AWS credentials are expired or invalid: refresh them (e.g. aws sso login), check with "
-        "`aws sts get-caller-identity` and run the command again.",
-    ),
-    (
-        ("pulumi_access_token must be set",),
-        "The Pulumi CLI is not logged in to a state backend: run `pulumi login --local` to keep state on this "
-        "machine, `pulumi login s3://BUCKET` for a team, or set PULUMI_ACCESS_TOKEN for Pulumi Cloud.",
-    ),
-    (
-        ("passphrase must be set", "incorrect passphrase"),
-        "The stack's secrets are encrypted with a passphrase: set PULUMI_CONFIG_PASSPHRASE (or "
-        "PULUMI_CONFIG_PASSPHRASE_FILE) to the stack's passphrase and run the command again.",
-    ),
-    (
-        ('exec: "aws": executable file not found',),
-        "The cluster's kubeconfig runs `aws eks get-token`: install the AWS CLI v2, put `aws` on PATH and run "
-        "the command again.",
-    ),
+# The kubeconfig's exec plugin when `aws` is missing: this fails mid-update, after resources were created.
+AWS_CLI_MISSING = (
+    'exec: "aws": executable file not found',
+    "The cluster's kubeconfig runs `aws eks get-token`: install the AWS CLI v2, put `aws` on PATH and run the "
+    "command again.",
 )
+# What each command does to a stack, for the sentence that says the Pulumi CLI is missing.
+DOES = {
+    "preview": "to preview a stack",
+    "up": "to deploy a stack",
+    "destroy": "to destroy a stack",
+    "refresh": "to refresh a stack",
+    "outputs": "to read a stack's outputs",
+}
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -143,12 +136,12 @@ def _guarded(
             return report(
                 name,
                 args.stack,
-                missing_tool("pulumi", f"to {name} a stack", "use `selfhost plan`, which does not"),
+                missing_tool("pulumi", DOES[name], "use `selfhost plan`, which does not"),
             )
         try:
             return operation(args)
         except CommandError as error:
-            return report(name, args.stack, explain_failure(error, args.stack, name), EXIT_FAILED)
+            return report(name, args.stack, *explain_failure(error, args.stack, name))
         except InvalidVersionError as error:
             return report(name, args.stack, f"{error} Install a newer Pulumi CLI and run the command again.")
         except RuntimeError as error:
@@ -162,30 +155,34 @@ def _guarded(
 
 def explain_failure(
     error: CommandError, stack: str, operation: str, events: Iterable[Mapping[str, Any]] = ()
-) -> str:
+) -> tuple[str, int]:
     """One sentence on what to do after the engine failed, from the error's type, its output and the
-    operation's engine events (a mandatory policy violation is named with its rule and resource)."""
+    operation's engine events (a mandatory policy violation is named with its rule and resource), and the
+    exit code: 2 when what was missing stopped it before anything ran, 1 when something ran and failed."""
     stopped_by = [violation for violation in policy_violations(events) if violation.mandatory]
     if stopped_by:
         more = f" (and {len(stopped_by) - 1} more: see the summary)" if len(stopped_by) > 1 else ""
-        return f"the policy pack stopped the {operation}: {stopped_by[0].sentence()}{more}"
+        return f"the policy pack stopped the {operation}: {stopped_by[0].sentence()}{more}", EXIT_FAILED
     if isinstance(error, ConcurrentUpdateError):
         return (
             f"Stack {stack} is locked by another update: wait for it to finish, or if that run died, release "
-            f"the lock with `pulumi cancel --stack {stack}`, run `selfhost refresh {stack}` and try again."
+            f"the lock with `pulumi cancel --stack {stack}`, run `selfhost refresh {stack}` and try again.",
+            EXIT_PREREQUISITE,
         )
     if isinstance(error, StackNotFoundError):
-        return (
-            f"Stack {stack} does not exist in the backend the Pulumi CLI is logged in to (`pulumi whoami -v` "
-            f"shows which): create it with `selfhost up {stack}`, or log in to the backend that holds it."
-        )
-    text = str(error).lower()
-    for needles, sentence in FAILURE_HINTS:
-        if any(needle in text for needle in needles):
-            return sentence
+        return stack_not_in_backend(stack), EXIT_PREREQUISITE
+    missing = pulumi_prerequisite(str(error), stack)
+    if missing is not None:
+        return missing, EXIT_PREREQUISITE
+    needle, sentence = AWS_CLI_MISSING
+    if needle in str(error):
+        return sentence, EXIT_FAILED
     reason = last_error_line(str(error))
     said = f" (the engine said: {reason})" if reason else ""
-    return f"pulumi {operation} failed{said}: read the diagnostics above, fix their cause and run it again."
+    return (
+        f"pulumi {operation} failed{said}: read the diagnostics above, fix their cause and run it again.",
+        EXIT_FAILED,
+    )
 
 
 def last_error_line(output: str) -> str:
@@ -217,18 +214,12 @@ def offline_problem(stack: str) -> str | None:
     stack by mistake) or a config the program would refuse. None when both are fine."""
     path = stack_file(stack)
     if not path.is_file():
-        return (
-            f"there is no {path.name} in {PROJECT_DIR}: copy Pulumi.dev.yaml to it (or pick dev or prod) "
-            "and run the command again."
-        )
+        return missing_stack_file(path)
     raw, secret_keys = stack_config(short_name(stack), PROJECT_DIR)
     try:
         load_config(raw, short_name(stack), secret_keys=secret_keys, secrets_readable=False)
     except ConfigError as error:
-        return (
-            f"the stack's config has {len(error.errors)} error(s); nothing was sent to Pulumi:\n"
-            + "\n".join(f"  - {message}" for message in error.errors)
-        )
+        return config_errors(error.errors)
     return None
 
 
@@ -303,9 +294,9 @@ def _preview(args: argparse.Namespace) -> int:
     try:
         stack.preview(**console.engine_options(args.diff, events=True), policy_packs=[str(POLICY_PACK)])
     except CommandError as error:
-        sentence = explain_failure(error, args.stack, "preview", console.events)
+        sentence, code = explain_failure(error, args.stack, "preview", console.events)
         write_summary(summary_file, failure_markdown(args.stack, "preview", sentence, console.events))
-        return report("preview", args.stack, sentence, EXIT_FAILED)
+        return report("preview", args.stack, sentence, code)
     markdown = preview_markdown(args.stack, console.events, "\n".join(console.captured) if args.diff else "")
     write_summary(summary_file, markdown)
     console.note(f"Preview summary: {summary_file}")
@@ -329,7 +320,7 @@ def _up(args: argparse.Namespace) -> int:
     try:
         result = stack.up(**console.engine_options(args.diff, events=True), policy_packs=[str(POLICY_PACK)])
     except CommandError as error:
-        return report("up", args.stack, explain_failure(error, args.stack, "up", console.events), EXIT_FAILED)
+        return report("up", args.stack, *explain_failure(error, args.stack, "up", console.events))
     changes = ", ".join(
         f"{op} {count}" for op, count in sorted((result.summary.resource_changes or {}).items())
     )

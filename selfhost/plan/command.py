@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from selfhost.plan.report import (
     report_markdown,
 )
 from selfhost.plan.runner import PROJECT_DIR, PlanResult, RecordedResource, plan_stack
+from selfhost.prerequisites import config_errors, report
 from stacks.config import ConfigError
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -48,32 +48,21 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out or args.project_dir / "build" / "plan" / args.stack
     if args.diff is not None and args.diff.resolve() == out.resolve():
-        print(
-            f"selfhost plan: --diff {args.diff} is the output directory; pass another --out", file=sys.stderr
-        )
-        return 2
+        return report("plan", args.stack, f"--diff {args.diff} is the output directory; pass another --out.")
     try:
         result = plan_stack(args.stack, args.project_dir)
     except ConfigError as error:
-        print(
-            f"selfhost plan {args.stack}: the stack's config has {len(error.errors)} error(s):",
-            file=sys.stderr,
-        )
-        for message in error.errors:
-            print(f"  - {message}", file=sys.stderr)
-        return 2
+        return report("plan", args.stack, config_errors(error.errors))
     except FileNotFoundError as error:
-        print(f"selfhost plan: {error}", file=sys.stderr)
-        return 2
-    report = write_plan(result, out, args.project_dir)
-    print(summary(report, out))
+        return report("plan", args.stack, str(error))
+    written = write_plan(result, out, args.project_dir)
+    print(summary(written, out))
     if args.diff is not None:
         try:
             base = read_plan(args.diff)
             markdown = diff_markdown(diff_plans(base, read_plan(out)), base_label(base, args.diff))
         except PlanDiffError as error:
-            print(f"selfhost plan: {error}", file=sys.stderr)
-            return 2
+            return report("plan", args.stack, str(error))
         (out / "diff.md").write_text(markdown)
         print(f"\n{markdown}")
     return 0

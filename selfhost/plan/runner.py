@@ -24,6 +24,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from selfhost.plan.mocks import PlanMocks
+from selfhost.prerequisites import missing_stack_file
 from stacks.config import PlatformConfig, config_from_pulumi
 from stacks.platform import build_platform
 
@@ -117,7 +118,7 @@ def stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str,
     project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if not stack_file.exists():
-        raise FileNotFoundError(f"no stack file {stack_file.name} in {project_dir}")
+        raise FileNotFoundError(missing_stack_file(stack_file))
     stack_values = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
     merged: dict[str, str] = {}
     secret_keys: list[str] = []

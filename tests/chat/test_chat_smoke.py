@@ -165,10 +165,26 @@ def test_smoke_says_when_pulumi_cannot_read_the_stack(
     _install_fake_clis(tmp_path / "bin", pulumi)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
 
+    assert smoke("dev") == 2
+
+    assert capsys.readouterr().err.strip() == (
+        "selfhost smoke dev: Stack dev does not exist in the backend the Pulumi CLI is logged in to "
+        "(`pulumi whoami -v` shows which): create it with `selfhost up dev`, or log in to the backend that holds it."
+    )
+
+
+def test_smoke_quotes_pulumi_when_it_fails_for_another_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pulumi = 'import sys\nprint("error: failed to decrypt the state: disk I/O error", file=sys.stderr)\nsys.exit(255)\n'
+    _install_fake_clis(tmp_path / "bin", pulumi)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+
     assert smoke("dev") == 1
 
     assert capsys.readouterr().err.strip() == (
-        "selfhost smoke dev: Pulumi could not read the outputs of stack 'dev': error: no stack named 'dev' found"
+        "selfhost smoke dev: Pulumi could not read the outputs of stack 'dev': error: failed to decrypt the state: "
+        "disk I/O error"
     )
 
 

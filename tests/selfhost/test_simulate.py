@@ -138,7 +138,7 @@ def test_a_missing_trace_file(tmp_path: Path, capsys):
 def test_an_unknown_stack(capsys):
     assert main(["simulate", "nosuchstack"]) == 2
     assert capsys.readouterr().err.startswith(
-        "selfhost simulate nosuchstack: no stack file Pulumi.nosuchstack.yaml"
+        "selfhost simulate nosuchstack: there is no Pulumi.nosuchstack.yaml in "
     )
 
 

@@ -102,8 +102,9 @@ def test_without_the_pulumi_cli_every_command_says_to_install_it(command, tmp_pa
     monkeypatch.setenv("PATH", str(tmp_path))
     assert main(_command_line(command)) == 2
     captured = capsys.readouterr()
+    does = {"up": "deploy a stack", "outputs": "read a stack's outputs"}.get(command, f"{command} a stack")
     assert captured.err.startswith(
-        f"selfhost {command} dev: the Pulumi CLI is not on PATH and is needed to {command} a stack: install it"
+        f"selfhost {command} dev: the Pulumi CLI is not on PATH and is needed to {does}: install it"
     )
     assert "Traceback" not in captured.err + captured.out
     assert captured.err.count("\n") == 1
@@ -113,7 +114,8 @@ def test_without_the_pulumi_cli_every_command_says_to_install_it(command, tmp_pa
 def test_without_aws_credentials_engine_commands_say_how_to_sign_in(command, fake_pulumi, tmp_path, capsys):
     log = fake_pulumi("no-aws-credentials")
     argv = _command_line(command) + (["--summary", str(tmp_path / "s.md")] if command == "preview" else [])
-    assert main(argv) == 1
+    # Found before the engine changed anything: a missing prerequisite, exit 2.
+    assert main(argv) == 2
     captured = capsys.readouterr()
     last_line = captured.err.strip().splitlines()[-1]
     assert last_line.startswith(f"selfhost {command} dev: No AWS credentials were found: sign in")
@@ -129,7 +131,7 @@ def test_without_aws_credentials_engine_commands_say_how_to_sign_in(command, fak
 def test_without_a_backend_login_every_command_says_how_to_log_in(command, fake_pulumi, tmp_path, capsys):
     fake_pulumi("no-login")
     argv = _command_line(command) + (["--summary", str(tmp_path / "s.md")] if command == "preview" else [])
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert "not logged in to a state backend: run `pulumi login --local`" in err
     assert "Traceback" not in err
@@ -137,7 +139,7 @@ def test_without_a_backend_login_every_command_says_how_to_log_in(command, fake_
 
 def test_a_locked_stack_says_to_wait_or_cancel(fake_pulumi, capsys):
     fake_pulumi("locked")
-    assert main(["up", "dev"]) == 1
+    assert main(["up", "dev"]) == 2
     err = capsys.readouterr().err
     assert "Stack dev is locked by another update" in err
     assert "pulumi cancel --stack dev" in err
@@ -145,8 +147,23 @@ def test_a_locked_stack_says_to_wait_or_cancel(fake_pulumi, capsys):
 
 def test_a_stack_missing_from_the_backend_says_how_to_create_it(fake_pulumi, capsys):
     fake_pulumi("no-stack")
-    assert main(["outputs", "dev"]) == 1
+    assert main(["outputs", "dev"]) == 2
     assert "does not exist in the backend" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scenario", ["no-login", "no-stack"])
+def test_the_clients_and_the_automation_commands_say_a_missing_prerequisite_alike(
+    scenario, fake_pulumi, capsys
+):
+    fake_pulumi(scenario)
+    said = {}
+    for command in ("outputs", "smoke", "chat", "bench"):
+        assert main([command, "dev"]) == 2, command
+        [line] = capsys.readouterr().err.strip().splitlines()
+        prefix = f"selfhost {command} dev: "
+        assert line.startswith(prefix)
+        said[command] = line.removeprefix(prefix)
+    assert len(set(said.values())) == 1, said
 
 
 def test_an_unknown_engine_failure_quotes_the_engine(fake_pulumi, capsys):
@@ -163,7 +180,7 @@ def test_a_failed_preview_still_writes_a_summary(fake_pulumi, tmp_path, monkeypa
     fake_pulumi("no-aws-credentials")
     step_summary = tmp_path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
-    assert main(["preview", "dev", "--summary", str(tmp_path / "preview.md")]) == 1
+    assert main(["preview", "dev", "--summary", str(tmp_path / "preview.md")]) == 2
     written = (tmp_path / "preview.md").read_text()
     assert written.startswith("### Pulumi preview of stack `dev`")
     assert "**Failed.** No AWS credentials were found" in written
@@ -260,9 +277,7 @@ def test_a_bad_config_is_found_before_the_missing_cli(command, tmp_path, monkeyp
     monkeypatch.setenv("PATH", str(tmp_path))
     assert main([command, "dev"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(
-        f"selfhost {command} dev: the stack's config has 1 error(s); nothing was sent to Pulumi"
-    )
+    assert err.startswith(f"selfhost {command} dev: the stack's config has 1 error(s):\n")
     assert "llm:instanceTyp: unknown key (did you mean llm:instanceType?)" in err
     assert "Pulumi CLI" not in err
 
@@ -303,3 +318,16 @@ def test_a_ci_preview_of_a_stack_not_deployed_yet_says_so_and_creates_nothing(fa
     assert main(["preview", "dev", "--existing-only", "--summary", str(summary)]) == 0
     assert "is not deployed yet" in summary.read_text()
     assert not any("stack init" in line for line in log.read_text().splitlines())
+
+
+def test_every_command_that_reads_a_stack_file_says_a_missing_one_alike(monkeypatch, capsys):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    said = {}
+    for command in ("plan", "simulate", "preview", "up"):
+        assert main([command, "nosuchstack"]) == 2, command
+        [line] = capsys.readouterr().err.strip().splitlines()
+        said[command] = line.removeprefix(f"selfhost {command} nosuchstack: ")
+    assert set(said.values()) == {
+        f"there is no Pulumi.nosuchstack.yaml in {automation_command.PROJECT_DIR}: copy Pulumi.dev.yaml to it "
+        "(or pick dev or prod) and run the command again."
+    }

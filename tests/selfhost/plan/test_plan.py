@@ -69,7 +69,7 @@ def test_broken_stack_fails_with_every_error_and_writes_nothing(tmp_path, capsys
 
 def test_missing_stack_file_is_a_clear_error(capsys):
     assert main(["plan", "nosuchstack", "--out", "/nonexistent/never-written"]) == 2
-    assert "no stack file Pulumi.nosuchstack.yaml" in capsys.readouterr().err
+    assert "there is no Pulumi.nosuchstack.yaml in " in capsys.readouterr().err
 
 
 def test_bad_config_registers_nothing(monkeypatch):
