@@ -35,7 +35,7 @@ from stacks.autoscaling import (
 from stacks.catalogs.eks_versions import support_status
 from stacks.catalogs.instances import GPU_INSTANCES, GpuInstance
 from stacks.catalogs.models import MODELS, ModelSpec
-from stacks.config.messages import from_validation_error, invalid, plain_text_secrets
+from stacks.config.messages import from_validation_error, invalid, plain_text_secrets, unknown_namespaces
 from stacks.config.schema import (
     ANYWHERE,
     COMMIT_HASH,
@@ -144,6 +144,7 @@ def load_config(
             f"'-' or '_' (AWS names such as the IAM role llm-{stack}-karpenter-controller-role contain it)"
         )
     errors += plain_text_secrets(raw, secret_keys)
+    errors += unknown_namespaces(raw)
     by_namespace: dict[str, dict[str, str]] = {model.namespace: {} for model in NAMESPACES}
     for key, value in raw.items():
         namespace, _, name = key.partition(":")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, get_args
 
 import annotated_types
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from stacks.config.schema import NAMESPACES, Namespace, fields_by_key, is_secret
+from stacks.config.schema import NAMESPACES, OWNED_NAMESPACES, Namespace, fields_by_key, is_secret
 
 
 def plain_text_secrets(raw: Mapping[str, str], secret_keys: Collection[str]) -> list[str]:
@@ -73,6 +73,32 @@ def _unknown_key(model: type[Namespace], alias: str) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return f"{key}: unknown key{hint}; the keys of {model.namespace}: are " + ", ".join(valid)
+
+
+# Namespaces read by something other than this program: the providers it uses (pulumi-aws, pulumi-eks,
+# pulumi-kubernetes, pulumi-random) and the Pulumi engine itself.
+PROVIDER_NAMESPACES = frozenset({"aws", "eks", "kubernetes", "random", "pulumi"})
+
+
+def unknown_namespaces(keys: Iterable[str]) -> list[str]:
+    """Keys in a namespace nothing reads (`lm:replicas`, `autoscalling:enabled`): a typo there would otherwise
+    leave every setting of the namespace at its default without a word."""
+    owned = sorted(OWNED_NAMESPACES)
+    known = [*owned, *sorted(PROVIDER_NAMESPACES)]
+    errors = []
+    for key in keys:
+        namespace, _, name = key.partition(":")
+        if namespace in known:
+            continue
+        close = difflib.get_close_matches(namespace, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}:{name}?)" if close else ""
+        errors.append(
+            f"{key}: nothing reads the namespace {namespace}:{hint}; the program's keys are under "
+            + ", ".join(f"{each}:" for each in owned)
+            + ", and its providers' under "
+            + ", ".join(f"{each}:" for each in sorted(PROVIDER_NAMESPACES))
+        )
+    return errors
 
 
 # What a value of each type must look like, in words.

@@ -314,6 +314,25 @@ def test_a_misspelt_key_in_a_stack_file_fails_the_plan_naming_the_closest_key(tm
     assert "llm:modle: unknown key (did you mean llm:model?)" in err
 
 
+def test_a_misspelt_namespace_fails_the_plan_naming_the_namespace_meant(tmp_path, capsys):
+    # `lm:` and `autoscalling:` are read by nothing: every setting under them would silently stay at its default.
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path)
+    (tmp_path / "Pulumi.typo.yaml").write_text(
+        "config:\n  aws:region: us-west-2\n  lm:replicas: 2\n  autoscalling:enabled: false\n"
+        "  kubernetes:enableServerSideApply: true\n"
+    )
+    assert main(["plan", "typo", "--project-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "lm:replicas: nothing reads the namespace lm: (did you mean llm:replicas?)" in err
+    assert (
+        "autoscalling:enabled: nothing reads the namespace autoscalling: (did you mean autoscaling:enabled?)"
+        in err
+    )
+    # A provider's own namespace is the provider's to read.
+    assert "kubernetes:enableServerSideApply" not in err
+    assert err.count("nothing reads") == 2
+
+
 def test_the_language_hosts_config_environment_is_read_whole(monkeypatch):
     # `pulumi up` runs the program with PULUMI_CONFIG (every key, as JSON text) and PULUMI_CONFIG_SECRET_KEYS
     # (pulumi-language-python); nothing is passed through set_all_config there.
