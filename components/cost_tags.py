@@ -1,5 +1,8 @@
 """The cost-allocation tags every AWS resource of the platform carries: `selfhost:<dimension>`, one
-convention, so a Cost Explorer filter on `selfhost:stack` finds a stack's nodes, volumes and the rest."""
+convention, so a Cost Explorer filter on `selfhost:stack` finds a stack's nodes, volumes and the rest.
+
+Nodes and their volumes carry `selfhost:pool` (the Karpenter node classes); every other AWS resource that takes
+tags carries `selfhost:component`, the component that creates it (tests/components/test_cost_tags.py)."""
 
 from __future__ import annotations
 

@@ -84,12 +84,17 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
     network = Network(
         "network",
         NetworkArgs(
-            name=config.name, cluster_name=config.name, region=config.region, settings=config.network
+            stack=config.stack,
+            name=config.name,
+            cluster_name=config.name,
+            region=config.region,
+            settings=config.network,
         ),
     )
     cluster = Cluster(
         "cluster",
         ClusterArgs(
+            stack=config.stack,
             name=config.name,
             region=config.region,
             settings=config.cluster,

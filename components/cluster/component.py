@@ -25,6 +25,7 @@ from components.cluster.access import (
     pod_execution_trust_policy,
 )
 from components.cluster.kubeconfig import exec_kubeconfig, server_and_certificate
+from components.cost_tags import cost_tags
 from components.iam import aws_managed_policy_arn
 from components.karpenter.nodes import DISCOVERY_TAG
 from stacks.config import ClusterSettings
@@ -32,6 +33,8 @@ from stacks.config import ClusterSettings
 
 @dataclass
 class ClusterArgs:
+    # The stack (for cost tags) and its name prefix (PlatformConfig.name) for AWS object names.
+    stack: str
     name: str
     region: str
     settings: ClusterSettings
@@ -61,6 +64,7 @@ class Cluster(pulumi.ComponentResource):
         super().__init__("selfhost:index:Cluster", resource_name, None, opts)
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
+        self._tags = cost_tags(args.stack, component="cluster")
         invoke = pulumi.InvokeOutputOptions(parent=self)
         self._partition = aws.get_partition_output(opts=invoke).partition
         self._account_id = aws.get_caller_identity_output(opts=invoke).account_id
@@ -69,6 +73,7 @@ class Cluster(pulumi.ComponentResource):
             f"{args.name}-control-plane",
             name=f"/aws/eks/{args.name}/cluster",
             retention_in_days=LOG_RETENTION_DAYS,
+            tags=self._tags,
             opts=self._child,
         )
         pod_execution_role, pod_execution_policy = self._pod_execution_role()
@@ -114,6 +119,7 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-eks-secrets",
             description=f"Envelope encryption of Kubernetes secrets in EKS cluster {name}",
             enable_key_rotation=True,
+            tags=self._tags,
             opts=self._child,
         )
         aws.kms.Alias(
@@ -133,6 +139,7 @@ class Cluster(pulumi.ComponentResource):
             assume_role_policy=pulumi.Output.all(self._partition, self._account_id).apply(
                 lambda values: json.dumps(pod_execution_trust_policy(values[0], region, values[1], name))
             ),
+            tags=self._tags,
             opts=self._child,
         )
         policy = aws.iam.RolePolicyAttachment(
@@ -191,6 +198,9 @@ class Cluster(pulumi.ComponentResource):
                 "selectors": fargate_selectors(args.fargate_namespaces),
                 "subnet_ids": args.private_subnet_ids,
             },
+            # pulumi-eks puts `tags` on the cluster and on the add-ons (VPC CNI, kube-proxy, CoreDNS) and roles it
+            # creates (nodejs/eks/cluster/cluster.ts); `cluster_tags` would reach the cluster only.
+            tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
 

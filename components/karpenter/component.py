@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.cost_tags import cost_tags
 from components.iam import aws_managed_policy_arn, service_account_trust_policy
 from components.karpenter.iam import (
     CONTROLLER_POLICIES,
@@ -90,6 +91,7 @@ class Karpenter(pulumi.ComponentResource):
         # Children carry the stack's prefix, so AWS names show which stack they belong to.
         self._name = f"{args.name}-karpenter"
         self._args = args
+        self._tags = cost_tags(args.nodes.stack, component="karpenter")
         invoke = pulumi.InvokeOutputOptions(parent=self)
         self._partition = aws.get_partition_output(opts=invoke)
         self._account_id = aws.get_caller_identity_output(opts=invoke).account_id
@@ -128,6 +130,7 @@ class Karpenter(pulumi.ComponentResource):
             name=self._args.cluster_name,
             message_retention_seconds=QUEUE_RETENTION_SECONDS,
             sqs_managed_sse_enabled=True,
+            tags=self._tags,
             opts=self._child(),
         )
         aws.sqs.QueuePolicy(
@@ -141,6 +144,7 @@ class Karpenter(pulumi.ComponentResource):
                 f"{self._name}-{rule.short_name}",
                 description=f"Karpenter interruption handling: {rule.upstream_name}",
                 event_pattern=json.dumps(rule.pattern),
+                tags=self._tags,
                 opts=self._child(),
             )
             aws.cloudwatch.EventTarget(
@@ -161,6 +165,7 @@ class Karpenter(pulumi.ComponentResource):
             assume_role_policy=self._partition.dns_suffix.apply(
                 lambda suffix: json.dumps(node_trust_policy(suffix))
             ),
+            tags=self._tags,
             opts=self._child(),
         )
         attachments = [
@@ -181,6 +186,7 @@ class Karpenter(pulumi.ComponentResource):
             cluster_name=self._args.cluster_name,
             principal_arn=role.arn,
             type="EC2_LINUX",
+            tags=self._tags,
             opts=self._child(),
         )
         return role, [*attachments, access_entry]
@@ -198,6 +204,7 @@ class Karpenter(pulumi.ComponentResource):
             f"{self._name}-controller-role",
             description="Karpenter controller (IRSA)",
             assume_role_policy=trust,
+            tags=self._tags,
             opts=self._child(),
         )
         scope = pulumi.Output.all(
@@ -214,6 +221,7 @@ class Karpenter(pulumi.ComponentResource):
                 f"{self._name}-controller-{policy_name}",
                 description=f"Karpenter controller: {policy_name}",
                 policy=scope.apply(_rendered(document)),
+                tags=self._tags,
                 opts=self._child(),
             )
             grants.append(

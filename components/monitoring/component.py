@@ -132,6 +132,7 @@ class Monitoring(pulumi.ComponentResource):
                     service_account_trust_policy(arn_and_url[0], arn_and_url[1], *EBS_CSI_SERVICE_ACCOUNT)
                 )
             ),
+            tags=cost_tags(args.stack, component="monitoring"),
             opts=pulumi.ResourceOptions(parent=self),
         )
         policy = aws.iam.RolePolicyAttachment(
@@ -147,6 +148,7 @@ class Monitoring(pulumi.ComponentResource):
             service_account_role_arn=role.arn,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
+            tags=cost_tags(args.stack, component="monitoring"),
             # The add-on turns ACTIVE only once its controller pods run, which may need a node bought.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, policy]),
         )

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from components.network.layout import (
     nat_gateway_count,
     nat_gateway_for_zone,
+    network_tags,
     pick_zones,
     private_subnet_tags,
     public_subnet_tags,
@@ -25,6 +26,8 @@ from stacks.config import NetworkSettings
 
 @dataclass
 class NetworkArgs:
+    # The stack (for cost tags) and its name prefix (PlatformConfig.name) for AWS object names.
+    stack: str
     name: str
     cluster_name: str
     region: str
@@ -57,12 +60,12 @@ class Network(pulumi.ComponentResource):
             enable_dns_support=True,
             # EKS needs DNS hostnames for the private API endpoint and for nodes to register.
             enable_dns_hostnames=True,
-            tags={"Name": name},
+            tags=self._tags(name),
             opts=self._child,
         )
         # Adopting the default security group strips its allow-all rules; nothing here uses it.
         aws.ec2.DefaultSecurityGroup(
-            f"{name}-default-sg", vpc_id=vpc.id, tags={"Name": f"{name}-default-unused"}, opts=self._child
+            f"{name}-default-sg", vpc_id=vpc.id, tags=self._tags(f"{name}-default-unused"), opts=self._child
         )
         public_subnets, private_subnets = self._subnets(vpc)
         nat_gateways = self._public_routing(vpc, public_subnets)
@@ -75,7 +78,7 @@ class Network(pulumi.ComponentResource):
             service_name=f"com.amazonaws.{args.region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=[table.id for table in private_route_tables],
-            tags={"Name": f"{name}-s3"},
+            tags=self._tags(f"{name}-s3"),
             opts=self._child,
         )
 
@@ -91,8 +94,11 @@ class Network(pulumi.ComponentResource):
             }
         )
 
+    def _tags(self, name: str) -> dict[str, str]:
+        return network_tags(self._args.stack, name)
+
     def _subnets(self, vpc: aws.ec2.Vpc) -> tuple[list[aws.ec2.Subnet], list[aws.ec2.Subnet]]:
-        name, cluster_name = self._args.name, self._args.cluster_name
+        stack, name, cluster_name = self._args.stack, self._args.name, self._args.cluster_name
         public: list[aws.ec2.Subnet] = []
         private: list[aws.ec2.Subnet] = []
         for index, cidrs in enumerate(subnet_cidrs(self._args.settings.cidr, self._args.settings.az_count)):
@@ -105,7 +111,7 @@ class Network(pulumi.ComponentResource):
                     cidr_block=cidrs.public,
                     # Only NAT gateways and load balancers live here; neither needs an auto-assigned IP.
                     map_public_ip_on_launch=False,
-                    tags=zone.apply(lambda z: public_subnet_tags(name, z)),
+                    tags=zone.apply(lambda z: public_subnet_tags(stack, name, z)),
                     opts=self._child,
                 )
             )
@@ -115,7 +121,7 @@ class Network(pulumi.ComponentResource):
                     vpc_id=vpc.id,
                     availability_zone=zone,
                     cidr_block=cidrs.private,
-                    tags=zone.apply(lambda z: private_subnet_tags(name, cluster_name, z)),
+                    tags=zone.apply(lambda z: private_subnet_tags(stack, name, cluster_name, z)),
                     opts=self._child,
                 )
             )
@@ -125,10 +131,10 @@ class Network(pulumi.ComponentResource):
         """Public subnets route to the internet gateway; NAT gateways sit in the first one or in each."""
         name, settings = self._args.name, self._args.settings
         internet_gateway = aws.ec2.InternetGateway(
-            f"{name}-igw", vpc_id=vpc.id, tags={"Name": name}, opts=self._child
+            f"{name}-igw", vpc_id=vpc.id, tags=self._tags(name), opts=self._child
         )
         table = aws.ec2.RouteTable(
-            f"{name}-public-rt", vpc_id=vpc.id, tags={"Name": f"{name}-public"}, opts=self._child
+            f"{name}-public-rt", vpc_id=vpc.id, tags=self._tags(f"{name}-public"), opts=self._child
         )
         aws.ec2.Route(
             f"{name}-public-default",
@@ -146,7 +152,7 @@ class Network(pulumi.ComponentResource):
             address = aws.ec2.Eip(
                 f"{name}-nat-{index}-eip",
                 domain="vpc",
-                tags={"Name": f"{name}-nat-{index}"},
+                tags=self._tags(f"{name}-nat-{index}"),
                 opts=self._child,
             )
             gateways.append(
@@ -155,7 +161,7 @@ class Network(pulumi.ComponentResource):
                     allocation_id=address.id,
                     subnet_id=subnets[index].id,
                     connectivity_type="public",
-                    tags={"Name": f"{name}-nat-{index}"},
+                    tags=self._tags(f"{name}-nat-{index}"),
                     # A public NAT gateway forwards only once the VPC has an internet gateway.
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[internet_gateway]),
                 )
@@ -172,7 +178,7 @@ class Network(pulumi.ComponentResource):
             table = aws.ec2.RouteTable(
                 f"{name}-private-{index}-rt",
                 vpc_id=vpc.id,
-                tags={"Name": f"{name}-private-{index}"},
+                tags=self._tags(f"{name}-private-{index}"),
                 opts=self._child,
             )
             # A Route resource rather than inline routes, which claim the whole table; the S3 endpoint adds

@@ -1,4 +1,4 @@
-"""How the VPC is cut: subnet CIDRs per zone, which zones, NAT placement and discovery tags."""
+"""How the VPC is cut: subnet CIDRs per zone, which zones, NAT placement, discovery and cost tags."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from components.cost_tags import cost_tags
 from components.karpenter.nodes import DISCOVERY_TAG
 
 # The VPC is cut into eight equal blocks: private subnets take blocks 0..5 (one per zone, at most six
@@ -69,9 +70,18 @@ def nat_gateway_for_zone(mode: str, zone: int) -> int:
     return 0 if mode == "single" else zone
 
 
-def public_subnet_tags(name: str, zone: str) -> dict[str, str]:
-    return {"Name": f"{name}-public-{zone}", PUBLIC_ELB_TAG: "1"}
+def network_tags(stack: str, name: str) -> dict[str, str]:
+    """The tags of every network resource: its console name and the stack's cost tags."""
+    return {"Name": name, **cost_tags(stack, component="network")}
 
 
-def private_subnet_tags(name: str, cluster_name: str, zone: str) -> dict[str, str]:
-    return {"Name": f"{name}-private-{zone}", INTERNAL_ELB_TAG: "1", DISCOVERY_TAG: cluster_name}
+def public_subnet_tags(stack: str, name: str, zone: str) -> dict[str, str]:
+    return {**network_tags(stack, f"{name}-public-{zone}"), PUBLIC_ELB_TAG: "1"}
+
+
+def private_subnet_tags(stack: str, name: str, cluster_name: str, zone: str) -> dict[str, str]:
+    return {
+        **network_tags(stack, f"{name}-private-{zone}"),
+        INTERNAL_ELB_TAG: "1",
+        DISCOVERY_TAG: cluster_name,
+    }

@@ -106,13 +106,17 @@ def test_nat_gateways_single_or_one_per_zone():
     assert [nat_gateway_for_zone("perAz", zone) for zone in range(3)] == [0, 1, 2]
 
 
-def test_subnet_tags_for_load_balancers_and_karpenter():
-    assert public_subnet_tags("llm-dev", "us-west-2a") == {
+def test_subnet_tags_for_load_balancers_karpenter_and_cost_allocation():
+    assert public_subnet_tags("dev", "llm-dev", "us-west-2a") == {
         "Name": "llm-dev-public-us-west-2a",
+        "selfhost:stack": "dev",
+        "selfhost:component": "network",
         "kubernetes.io/role/elb": "1",
     }
-    assert private_subnet_tags("llm-dev", "llm-dev", "us-west-2a") == {
+    assert private_subnet_tags("dev", "llm-dev", "llm-dev", "us-west-2a") == {
         "Name": "llm-dev-private-us-west-2a",
+        "selfhost:stack": "dev",
+        "selfhost:component": "network",
         "kubernetes.io/role/internal-elb": "1",
         "karpenter.sh/discovery": "llm-dev",
     }
