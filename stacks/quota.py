@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stacks.catalogs.instances import SYSTEM_CAPACITY_TYPES, SYSTEM_POOL_VCPUS, GpuInstance
+from stacks.catalogs.instances import (
+    GPU_INSTANCES,
+    SYSTEM_CAPACITY_TYPES,
+    SYSTEM_POOL_VCPUS,
+    GpuInstance,
+    family_members,
+)
 
 # (instance family prefix, capacity type) -> (quota name, quota code or None)
 _GPU_QUOTAS: dict[tuple[str, str], tuple[str, str | None]] = {
@@ -45,16 +51,26 @@ def _gpu_group(instance: GpuInstance) -> str:
     return "g" if family.startswith("g") else family[:2]
 
 
-def quota_needs(instance: GpuInstance, capacity_types: tuple[str, ...], gpu_limit: int) -> list[QuotaNeed]:
+def quota_needs(
+    instance: GpuInstance, capacity_types: tuple[str, ...], gpu_limit: int, family_fallback: bool = False
+) -> list[QuotaNeed]:
     """vCPUs each quota must allow: the GPU pool at its limit (the plan's nodes plus the spare) and the
-    system pool at its limit."""
+    system pool at its limit. With the family fallback the pool may launch any of the family's sizes with the
+    same GPUs, and its limit counts GPUs only: each node may be the widest of them."""
     gpu_nodes = gpu_limit // instance.gpu_count
+    launchable = [GPU_INSTANCES[name] for name in family_members(instance)] if family_fallback else [instance]
+    widest = max(launchable, key=lambda each: each.vcpu)
+    as_what = (
+        f"{widest.name} ({widest.vcpu} vCPUs), the widest type the pool may launch"
+        if widest is not instance
+        else f"{instance.name} ({instance.vcpu} vCPUs)"
+    )
     needs = [
         QuotaNeed(
             *_GPU_QUOTAS[(_gpu_group(instance), capacity_type)],
             capacity_type=capacity_type,
-            vcpus=gpu_nodes * instance.vcpu,
-            why=f"{gpu_nodes} x {instance.name} ({instance.vcpu} vCPUs): the plan's nodes and one spare for rollouts",
+            vcpus=gpu_nodes * widest.vcpu,
+            why=f"{gpu_nodes} x {as_what}: the plan's nodes and one spare for rollouts",
         )
         for capacity_type in capacity_types
         if gpu_nodes

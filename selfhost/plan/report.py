@@ -73,7 +73,12 @@ def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[st
         "endpoint": endpoint_report(result),
         "quota": [
             {**asdict(need), "check": check_command(need, config.region)}
-            for need in quota_needs(config.instance, config.llm.capacity_types, config.serving.gpu_limit)
+            for need in quota_needs(
+                config.instance,
+                config.llm.capacity_types,
+                config.serving.gpu_limit,
+                config.llm.instance_family_fallback,
+            )
         ],
         "spot": "spot" in config.llm.capacity_types,
         "resources": {"total": len(result.resources), "by_type": dict(sorted(counts.items()))},
