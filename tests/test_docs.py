@@ -1,5 +1,6 @@
 """The README and docs/ as a reader meets them: every relative link and anchor resolves, the first screen has the
-set-up commands, the deploy path has the heading the CLI links to, and the documented local server starts."""
+set-up commands, the deploy path has the heading the CLI links to, the documented local server starts, and the
+figures the docs quote (sample output, cost, quota, GPU limit, drain) are the ones the plan and the code give."""
 
 from __future__ import annotations
 
@@ -15,11 +16,23 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from components.serving.budget import (
+    DRAIN_SECONDS,
+    PRE_STOP_SLEEP_SECONDS,
+    SPOT_NOTICE_SECONDS,
+    TEARDOWN_SECONDS,
+    termination_grace_seconds,
+)
+from selfhost.plan.command import summary, write_plan
+from selfhost.plan.runner import PlanResult
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 DOC_FILES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 # Project files that point readers at the README or docs/ (the CLI prints `README.md#deploy-to-aws`).
 SOURCE_FILES = [
@@ -270,3 +283,184 @@ def _ready_port(process: subprocess.Popen[str]) -> int:
             assert port > 0
             return port
     pytest.fail(f"no READY line within {READY_TIMEOUT_SECONDS} s; the server printed: {''.join(output)!r}")
+
+
+# The figures the docs quote, against the plans of the shipped stacks (what `selfhost plan dev|prod` writes).
+
+STACKS = ("dev", "prod")
+SUMMARY_LINE = re.compile(r"^  (Model|Sizing|Endpoint|Startup|Cost|Warning) +\S")
+
+
+@pytest.fixture(scope="module")
+def reports(
+    dev_plan: PlanResult, prod_plan: PlanResult, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """report.json of each shipped stack, as `selfhost plan` writes it."""
+    out = tmp_path_factory.mktemp("plans")
+    return {"dev": write_plan(dev_plan, out / "dev"), "prod": write_plan(prod_plan, out / "prod")}
+
+
+def prose(path: Path) -> str:
+    """The text outside fenced code blocks, on one line: a sentence reads the same however it is wrapped."""
+    return " ".join(" ".join(line for _, line in prose_lines(path.read_text())).split())
+
+
+def fenced_blocks(path: Path, language: str) -> list[list[str]]:
+    """The lines of each fenced block of `language` (```text, ```bash)."""
+    blocks, block = [], None
+    for line in path.read_text().splitlines():
+        if block is None and line.strip() == f"```{language}":
+            block = []
+        elif block is not None and line.strip() == "```":
+            blocks.append(block)
+            block = None
+        elif block is not None:
+            block.append(line)
+    return blocks
+
+
+def section(path: Path, heading: str) -> list[str]:
+    """The lines under a heading, up to the next heading of the same or a higher level."""
+    lines = path.read_text().splitlines()
+    level = len(heading) - len(heading.lstrip("#"))
+    start = lines.index(heading) + 1
+    for end in range(start, len(lines)):
+        match = HEADING.match(lines[end])
+        if match and len(match.group(1)) <= level:
+            return lines[start:end]
+    return lines[start:]
+
+
+def table_rows(lines: list[str]) -> dict[str, list[str]]:
+    """The rows of the Markdown tables in `lines`, by their first cell (bold marks removed)."""
+    rows = {}
+    for line in lines:
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[cells[0].replace("**", "")] = [cell.replace("**", "") for cell in cells[1:]]
+    return rows
+
+
+def dollars(usd: float, places: int) -> str:
+    return f"${usd:,.{places}f}"
+
+
+def gpu_quota_vcpus(report: dict[str, Any]) -> int:
+    """The vCPUs the stack's GPU instances need of each GPU quota it draws on (one figure for all of them)."""
+    figures = {row["vcpus"] for row in report["quota"] if "G and VT" in row["quota"]}
+    assert len(figures) == 1, report["quota"]
+    return figures.pop()
+
+
+def test_the_readme_sample_output_is_what_the_plan_prints(reports: dict[str, Any], tmp_path: Path):
+    printed = summary(reports["dev"], tmp_path).splitlines()
+    samples = [
+        block for block in fenced_blocks(README, "text") if any(SUMMARY_LINE.match(line) for line in block)
+    ]
+    assert len(samples) == 1, "README.md should show one sample of the plan's summary"
+    shown = [(match.group(1), line) for line in samples[0] if (match := SUMMARY_LINE.match(line))]
+    assert {"Model", "Cost"} <= {label for label, _ in shown}, (
+        "the sample shows at least the Model and Cost lines"
+    )
+    assert [line for _, line in shown if line not in printed] == [], "\n".join(
+        [
+            "README.md's sample output differs from what `selfhost plan dev` prints:",
+            *(line for line in printed if SUMMARY_LINE.match(line)),
+        ]
+    )
+
+
+@pytest.mark.parametrize("path", [README, DOCS / "configuration.md"], ids=lambda path: path.name)
+def test_the_replica_ranges_the_docs_state_are_the_plans(reports: dict[str, Any], path: Path):
+    text = prose(path)
+    for stack in STACKS:
+        scaling = reports[stack]["scaling"]
+        stated = re.findall(rf"`{stack}` scales between (\d+) and (\d+) replicas", text)
+        assert stated == [(str(scaling["min_replicas"]), str(scaling["max_replicas"]))], (
+            f"{path.name}: {stack}"
+        )
+
+
+def test_the_readme_states_each_stacks_idle_and_peak_cost(reports: dict[str, Any]):
+    text = prose(README)
+    for stack in STACKS:
+        scaling, cost = reports[stack]["scaling"], reports[stack]["cost"]
+        stated = re.findall(
+            rf"`{stack}` costs? (\$[\d.]+)/h at (\d+) replicas[^$]*? up to (\$[\d.]+)/h at (\d+)", text
+        )
+        assert stated == [
+            (
+                dollars(cost["idle_usd_per_hour"], 2),
+                str(scaling["min_replicas"]),
+                dollars(cost["peak_usd_per_hour"], 2),
+                str(scaling["max_replicas"]),
+            )
+        ], stack
+
+
+@pytest.mark.parametrize("path", [README, DOCS / "troubleshooting.md"], ids=lambda path: path.name)
+def test_the_gpu_quota_the_docs_state_is_the_plans(reports: dict[str, Any], path: Path):
+    text = prose(path)
+    for stack in STACKS:
+        stated = {int(figure) for figure in re.findall(rf"(\d+) vCPUs for `{stack}`", text)}
+        assert stated == {gpu_quota_vcpus(reports[stack])}, f"{path.name}: the GPU quota of {stack}"
+    assert "one spare" in text and "top of the autoscaling range" in text, "the rule behind the figures"
+    # Example increase requests are dev's figure.
+    requested = {int(value) for value in re.findall(r"--desired-value (\d+)", path.read_text())}
+    assert requested <= {gpu_quota_vcpus(reports["dev"])}
+
+
+def test_the_gpu_limit_in_the_architecture_is_the_plans(reports: dict[str, Any]):
+    row = table_rows(section(DOCS / "architecture.md", "### The node pools"))["Limit"]
+    stated = re.findall(r"dev: (\d+), prod: (\d+)", row[0])
+    assert stated == [tuple(str(reports[stack]["sizing"]["gpu_limit"]) for stack in STACKS)], row[0]
+
+
+def test_the_cost_table_in_the_architecture_is_the_plans(reports: dict[str, Any]):
+    lines = section(DOCS / "architecture.md", "## What it costs per hour")
+    rows = table_rows(lines)
+    assert rows["Item"][:2] == list(STACKS)
+    items = {
+        stack: {item["name"]: item["usd_per_hour"] for item in reports[stack]["cost"]["items"]}
+        for stack in STACKS
+    }
+    for name in sorted(set(items["dev"]) | set(items["prod"])):
+        assert name in rows, f"the cost table has no row for {name!r}"
+        stated = rows[name][:2]
+        expected = [dollars(items[stack][name], 4) if name in items[stack] else "" for stack in STACKS]
+        assert stated == expected, name
+    totals = {
+        kind: [cells for label, cells in rows.items() if kind in label.lower()] for kind in ("peak", "idle")
+    }
+    assert [len(found) for found in totals.values()] == [1, 1], "one total row at the peak, one when idle"
+    (peak,), (idle,) = totals["peak"], totals["idle"]
+    for index, stack in enumerate(STACKS):
+        cost = reports[stack]["cost"]
+        assert peak[index] == dollars(cost["peak_usd_per_hour"], 4), stack
+        assert idle[index] == dollars(cost["idle_usd_per_hour"], 4), stack
+        assert dollars(cost["total_usd_per_month"], 0) in peak[2], stack
+    # The network and cluster before any node.
+    text = prose(DOCS / "architecture.md")
+    base = ("EKS control plane", "NAT gateways", "Karpenter on Fargate", "CoreDNS on Fargate", "KMS key")
+    for stack in STACKS:
+        figure = dollars(sum(items[stack][name] for name in base), 3)
+        assert f"{figure}/h in {stack}" in text, f"the network and cluster alone in {stack}: {figure}/h"
+
+
+def test_the_drain_the_operations_page_promises_is_the_model_servers():
+    lines = (DOCS / "operations.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("- **Replicas**"))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  "))
+    text = " ".join(" ".join(lines[start:end]).split())
+    grace = termination_grace_seconds()
+    assert grace == PRE_STOP_SLEEP_SECONDS + DRAIN_SECONDS + TEARDOWN_SECONDS
+    for figure in (
+        f"up to {DRAIN_SECONDS} s (`--shutdown-timeout`)",
+        f"within a {grace} s grace period",
+        f"({PRE_STOP_SLEEP_SECONDS} s while the Service drops the pod, the {DRAIN_SECONDS} s drain, "
+        f"{TEARDOWN_SECONDS} s to tear the engine down)",
+        f"{SPOT_NOTICE_SECONDS} s after its interruption notice",
+    ):
+        assert figure in text, figure
+    for disruption in ("rollouts", "consolidation", "drift", "scheduled maintenance", "spot reclaim"):
+        assert disruption in text, disruption

@@ -143,7 +143,8 @@ def test_report_says_where_clients_call_the_model(tmp_path, dev_plan, public_end
 def test_every_written_manifest_of_a_builtin_kind_is_a_valid_object(stack, tmp_path, dev_plan, prod_plan):
     # Custom resources (NodePools, monitors) are checked against their CRDs in tests/conformance; here the
     # Kubernetes kinds, Secrets included: they keep every key and mask only the values.
-    write_plan(dev_plan if stack == "dev" else prod_plan, tmp_path)
+    plan = dev_plan if stack == "dev" else prod_plan
+    write_plan(plan, tmp_path)
     checked = 0
     for path in sorted((tmp_path / "manifests").glob("*.yaml")):
         manifest = yaml.safe_load(path.read_text())
@@ -152,7 +153,7 @@ def test_every_written_manifest_of_a_builtin_kind_is_a_valid_object(stack, tmp_p
             BUILTIN_GROUPS
         ):
             continue
-        kubernetes_validate.validate(manifest, "1.33.0", strict=True)
+        kubernetes_validate.validate(manifest, f"{plan.config.cluster.version}.0", strict=True)
         if manifest["kind"] == "Secret":
             assert manifest["stringData"] and set(manifest["stringData"].values()) == {"[secret]"}, path.name
         checked += 1
