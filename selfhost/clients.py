@@ -123,13 +123,6 @@ def setup_failure(command: str, args: argparse.Namespace, error: EndpointSetupEr
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    # Gradio is an optional extra and takes seconds to import: only `selfhost chat` asks for it.
-    try:
-        from chat.app import serve
-    except ModuleNotFoundError as error:
-        if error.name != "gradio":
-            raise
-        return report("chat", _stack(args), CHAT_EXTRA_MISSING)
     if not port_is_free(args.port):
         return report(
             "chat",
@@ -137,6 +130,15 @@ def run_chat(args: argparse.Namespace) -> int:
             f"127.0.0.1:{args.port} is taken (or needs privileges): pass a free --port.",
             EXIT_PREREQUISITE,
         )
+    # Gradio is an optional extra and takes seconds (tens on a cold disk) to import: only `selfhost chat` asks
+    # for it, and says what it is waiting for.
+    print("Loading the chat page...", flush=True)
+    try:
+        from chat.app import serve
+    except ModuleNotFoundError as error:
+        if error.name != "gradio":
+            raise
+        return report("chat", _stack(args), CHAT_EXTRA_MISSING)
     try:
         with open_endpoint(args) as endpoint:
             print(f"Endpoint: {endpoint.source}")

@@ -26,7 +26,7 @@ def upstream_copy(directory: Path, holds: str) -> Path:
         pytest.fail(f"{directory} is missing; CI must run the conformance tests against it")
     pytest.skip(
         f"needs {holds} in {directory}, a folder beside this clone that is not part of the repository; "
-        "these checks run in the project's own CI"
+        "these checks run wherever that folder is present, as in the project's own CI (.ci/run)"
     )
 
 

@@ -120,7 +120,7 @@ def spot_note() -> str:
         f"GPU nodes may run on spot. EC2 reclaims a spot node {SPOT_NOTICE_SECONDS} s after its interruption "
         f"notice, but a replica drains for up to {grace} s: answers still streaming {SPOT_NOTICE_SECONDS} s "
         "after the notice are cut, and a single replica is down until its replacement serves. Rollouts, "
-        "consolidation and drift get the whole drain."
+        "consolidation, drift and scheduled maintenance events get the whole drain."
     )
 
 

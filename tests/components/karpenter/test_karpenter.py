@@ -628,3 +628,10 @@ def test_node_classes_outlive_nothing_their_nodes_need(dev_plan):
     for pool in ("gpu", "system"):
         [created] = [r for r in dev_plan.of_type(NODE_CLASS) if r.name == f"{PREFIX}-{pool}-node-class"]
         assert attachments | {f"{PREFIX}-node-access-entry"} <= set(created.dependencies), pool
+
+
+def test_a_fitting_70b_model_plans_under_the_default_gpu_ceiling(plan_with):
+    # Llama-3.1-70B on p4d.24xlarge (8 x A100 40GB), dev's 0-2 replicas with llm:maxGpus unset: one replica per
+    # node, (2 + 1) x 8 = 24 GPUs in the pool's limit, which the default ceiling (derived from the plan) admits.
+    plan = plan_with({"llm:model": "meta-llama/Llama-3.1-70B-Instruct", "llm:instanceType": "p4d.24xlarge"})
+    assert node_pool(plan, "gpu")["spec"]["limits"] == {"nvidia.com/gpu": 24}

@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from selfhost.cli import main
+from selfhost.cli import COMMANDS, main
 from selfhost.plan import runner as plan_module
 from selfhost.plan.command import write_plan
 from selfhost.plan.runner import PROJECT_DIR, run_program, stack_config
@@ -158,3 +158,13 @@ def test_every_written_manifest_of_a_builtin_kind_is_a_valid_object(stack, tmp_p
             assert manifest["stringData"] and set(manifest["stringData"].values()) == {"[secret]"}, path.name
         checked += 1
     assert checked >= 8
+
+
+def test_a_good_plan_ends_with_the_next_three_steps_toward_a_deploy(tmp_path, capsys):
+    assert main(["plan", "prod", "--out", str(tmp_path)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-4:]
+    assert last[0] == "Next, to deploy it (README.md#deploy-to-aws):"
+    assert last[1].startswith("  1. install the Pulumi CLI and the AWS CLI v2")
+    assert last[2:] == ["  2. uv run selfhost preview prod", "  3. uv run selfhost up prod"]
+    # The commands it names are the command line's own.
+    assert {"preview", "up"} <= set(COMMANDS)
