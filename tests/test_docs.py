@@ -464,3 +464,11 @@ def test_the_drain_the_operations_page_promises_is_the_model_servers():
         assert figure in text, figure
     for disruption in ("rollouts", "consolidation", "drift", "scheduled maintenance", "spot reclaim"):
         assert disruption in text, disruption
+
+
+def test_the_readme_says_which_disruptions_the_drain_covers():
+    text = " ".join(README.read_text().split())
+    assert (
+        f"finishes the answers it is streaming for up to {DRAIN_SECONDS} s on rollouts, consolidation, drift and "
+        f"scheduled maintenance events; a spot reclaim (dev) comes {SPOT_NOTICE_SECONDS} s after its notice"
+    ) in text
