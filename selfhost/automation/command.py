@@ -31,6 +31,7 @@ from pulumi.automation.errors import (
 )
 
 from selfhost.automation.summary import (
+    changed_anything,
     engine_event_json,
     failure_markdown,
     not_deployed_markdown,
@@ -173,7 +174,8 @@ def explain_failure(
         return stack_not_in_backend(stack), EXIT_PREREQUISITE
     missing = pulumi_prerequisite(str(error), stack)
     if missing is not None:
-        return missing, EXIT_PREREQUISITE
+        # Credentials can also expire halfway through an update: then something ran.
+        return missing, EXIT_FAILED if changed_anything(events) else EXIT_PREREQUISITE
     needle, sentence = AWS_CLI_MISSING
     if needle in str(error):
         return sentence, EXIT_FAILED
@@ -363,7 +365,11 @@ def _destroy(args: argparse.Namespace) -> int:
             return 1
     console = Console(args.json)
     stack = open_stack(args.stack, create=False)
-    result = stack.destroy(**console.engine_options(args.diff))
+    # Events are collected so that a failure says whether anything was deleted before it.
+    try:
+        result = stack.destroy(**console.engine_options(args.diff, events=True))
+    except CommandError as error:
+        return report("destroy", args.stack, *explain_failure(error, args.stack, "destroy", console.events))
     console.note(f"Destroy of stack {args.stack}: {result.summary.result}.")
     return 0
 
@@ -371,7 +377,10 @@ def _destroy(args: argparse.Namespace) -> int:
 def _refresh(args: argparse.Namespace) -> int:
     console = Console(args.json)
     stack = open_stack(args.stack, create=False)
-    result = stack.refresh(**console.engine_options(args.diff))
+    try:
+        result = stack.refresh(**console.engine_options(args.diff, events=True))
+    except CommandError as error:
+        return report("refresh", args.stack, *explain_failure(error, args.stack, "refresh", console.events))
     console.note(f"Refresh of stack {args.stack}: {result.summary.result}.")
     return 0
 

@@ -130,6 +130,18 @@ def policy_violations(events: Iterable[Mapping[str, Any]]) -> list[PolicyViolati
     return found
 
 
+# The engine's steps that change a resource in the cloud, each reported done by a resOutputsEvent.
+MUTATING_STEPS = frozenset({*CHANGE_OPS, "create-replacement", "delete-replaced"})
+
+
+def changed_anything(events: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the operation completed a step that changed a resource before it stopped."""
+    return any(
+        ((event.get("resOutputsEvent") or {}).get("metadata") or {}).get("op") in MUTATING_STEPS
+        for event in events
+    )
+
+
 def change_counts(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Counts by operation, plus `same`: the engine's summary when it sent one, else counted from the steps."""
     events = list(events)

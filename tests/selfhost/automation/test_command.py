@@ -56,6 +56,13 @@ case "$FAKE_PULUMI_SCENARIO" in
   engine-error)
     echo "error: an unexpected thing happened in the engine." >&2
     exit 255 ;;
+  expired-mid-update)
+    # One resource was created before the provider's session token expired.
+    printf '%s\n' '{"sequence": 1, "timestamp": 1, "resOutputsEvent": {"metadata": {"op": "create", "urn": "urn:pulumi:dev::self-hosted-llm::aws:ec2/vpc:Vpc::llm-dev", "type": "aws:ec2/vpc:Vpc", "provider": ""}}}' >> "$events"
+    printf '%s\n' '{"sequence": 2, "timestamp": 2, "cancelEvent": {}}' >> "$events"
+    echo "    error: creating EC2 Subnet: operation error EC2: CreateSubnet, api error ExpiredToken: The security token included in the request is expired"
+    echo "error: update failed" >&2
+    exit 255 ;;
   policy-violation)
     # The engine writes its events, a policy violation among them, to the file --event-log names.
     printf '%s\n' '{"sequence": 1, "timestamp": 1, "policyEvent": {"message": "EKS cluster has no encryptionConfig", "color": "never", "policyName": "eks-secrets-encrypted", "policyPackName": "self-hosted-llm-guardrails", "policyPackVersion": "0.1.0", "policyPackVersionTag": "0.1.0", "enforcementLevel": "mandatory", "resourceUrn": "urn:pulumi:dev::self-hosted-llm::eks:index:Cluster$aws:eks/cluster:Cluster::llm-dev-eksCluster"}}' >> "$events"
@@ -135,6 +142,15 @@ def test_without_a_backend_login_every_command_says_how_to_log_in(command, fake_
     err = capsys.readouterr().err
     assert "not logged in to a state backend: run `pulumi login --local`" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["up", "destroy"])
+def test_credentials_expiring_after_a_change_are_a_failure_of_what_ran(command, fake_pulumi, capsys):
+    fake_pulumi("expired-mid-update")
+    # Something was created (or deleted) before the token expired: exit 1, not "missing before anything ran".
+    assert main(_command_line(command) + (["--skip-smoke"] if command == "up" else [])) == 1
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line.startswith(f"selfhost {command} dev: The AWS credentials are expired or invalid")
 
 
 def test_a_locked_stack_says_to_wait_or_cancel(fake_pulumi, capsys):
