@@ -144,7 +144,8 @@ def load_config(
             f"'-' or '_' (AWS names such as the IAM role llm-{stack}-karpenter-controller-role contain it)"
         )
     errors += plain_text_secrets(raw, secret_keys)
-    errors += unknown_namespaces(raw)
+    namespace_errors, namespace_warnings = unknown_namespaces(raw)
+    errors += namespace_errors
     by_namespace: dict[str, dict[str, str]] = {model.namespace: {} for model in NAMESPACES}
     for key, value in raw.items():
         namespace, _, name = key.partition(":")
@@ -182,6 +183,7 @@ def load_config(
         startup=startup,
         scaling=scaling_policy(parsed["autoscaling"], serving, startup, behind_tls),
         warnings=(
+            *namespace_warnings,
             *_cluster_warnings(parsed["cluster"], context.today),
             *warnings,
             *_artifact_warnings(parsed["llm"]),

@@ -80,25 +80,32 @@ def _unknown_key(model: type[Namespace], alias: str) -> str:
 PROVIDER_NAMESPACES = frozenset({"aws", "eks", "kubernetes", "random", "pulumi"})
 
 
-def unknown_namespaces(keys: Iterable[str]) -> list[str]:
-    """Keys in a namespace nothing reads (`lm:replicas`, `autoscalling:enabled`): a typo there would otherwise
-    leave every setting of the namespace at its default without a word."""
+def unknown_namespaces(keys: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Keys in a namespace nothing reads, as (errors, warnings). One spelt like the program's own (`lm:`,
+    `autoscalling:`) is a typo that would leave every setting of the namespace at its default: an error. Any
+    other (a key an imported ESC environment brings for other programs) is only said."""
     owned = sorted(OWNED_NAMESPACES)
-    known = [*owned, *sorted(PROVIDER_NAMESPACES)]
-    errors = []
+    read_by = (
+        "the program's keys are under "
+        + ", ".join(f"{each}:" for each in owned)
+        + ", its providers' under "
+        + ", ".join(f"{each}:" for each in sorted(PROVIDER_NAMESPACES - {"pulumi"}))
+        + " and the engine's under pulumi:"
+    )
+    errors: list[str] = []
+    warnings: list[str] = []
     for key in keys:
         namespace, _, name = key.partition(":")
-        if namespace in known:
+        if namespace in OWNED_NAMESPACES or namespace in PROVIDER_NAMESPACES:
             continue
-        close = difflib.get_close_matches(namespace, known, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]}:{name}?)" if close else ""
-        errors.append(
-            f"{key}: nothing reads the namespace {namespace}:{hint}; the program's keys are under "
-            + ", ".join(f"{each}:" for each in owned)
-            + ", and its providers' under "
-            + ", ".join(f"{each}:" for each in sorted(PROVIDER_NAMESPACES))
-        )
-    return errors
+        close = difflib.get_close_matches(namespace, owned, n=1, cutoff=0.6)
+        if close:
+            errors.append(
+                f"{key}: nothing reads the namespace {namespace}: (did you mean {close[0]}:{name}?); {read_by}"
+            )
+        else:
+            warnings.append(f"{key} is ignored: nothing reads the namespace {namespace}:; {read_by}")
+    return errors, warnings
 
 
 # What a value of each type must look like, in words.

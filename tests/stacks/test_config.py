@@ -333,6 +333,18 @@ def test_a_misspelt_namespace_fails_the_plan_naming_the_namespace_meant(tmp_path
     assert err.count("nothing reads") == 2
 
 
+def test_a_key_for_other_programs_is_only_said():
+    # An imported ESC environment may bring keys meant for other programs, unqualified ones in the project's
+    # namespace among them: nothing here reads them, and they spell no namespace of ours.
+    config = load({"self-hosted-llm:greeting": "hello", "github:owner": "acme"})
+    assert [warning for warning in config.warnings if "nothing reads" in warning] == [
+        f"{key} is ignored: nothing reads the namespace {key.split(':')[0]}:; the program's keys are under "
+        "autoscaling:, cluster:, llm:, monitoring:, network:, its providers' under aws:, eks:, kubernetes:, "
+        "random: and the engine's under pulumi:"
+        for key in ("self-hosted-llm:greeting", "github:owner")
+    ]
+
+
 def test_the_language_hosts_config_environment_is_read_whole(monkeypatch):
     # `pulumi up` runs the program with PULUMI_CONFIG (every key, as JSON text) and PULUMI_CONFIG_SECRET_KEYS
     # (pulumi-language-python); nothing is passed through set_all_config there.
