@@ -1,4 +1,4 @@
-"""The cost-allocation tags every AWS resource of the platform carries: `selfhost:<dimension>`, one
+"""The cost-allocation tags every AWS resource of the platform that takes tags carries: `selfhost:<dimension>`, one
 convention, so a Cost Explorer filter on `selfhost:stack` finds a stack's nodes, volumes and the rest.
 
 Nodes and their volumes carry `selfhost:pool` (the Karpenter node classes); every other AWS resource that takes

@@ -3,7 +3,7 @@ profile's selectors and pod execution role, control-plane logs,"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ def _access_policy(arn: str, policy: str) -> eks.AccessPolicyAssociationArgsDict
 
 
 def access_entries(
-    admin_role_arns: Sequence[str], preview_role_arns: Sequence[str]
+    admin_role_arns: Sequence[str], preview_role_arns: Sequence[str], tags: Mapping[str, str]
 ) -> dict[str, eks.AccessEntryArgsDict]:
     """EKS access entries, keyed by account and role name so that reordering changes nothing.
 
@@ -50,6 +50,7 @@ def access_entries(
             "principal_arn": arn,
             "type": eks.AccessEntryType.STANDARD,
             "access_policies": {"cluster-admin": _access_policy(arn, "AmazonEKSClusterAdminPolicy")},
+            "tags": dict(tags),
         }
     for arn in preview_role_arns:
         account, role = arn.split(":")[4], arn.rsplit("/", 1)[-1]
@@ -58,6 +59,7 @@ def access_entries(
             "type": eks.AccessEntryType.STANDARD,
             "kubernetes_groups": [PREVIEW_GROUP],
             "access_policies": {"view": _access_policy(arn, "AmazonEKSViewPolicy")},
+            "tags": dict(tags),
         }
     return entries
 

@@ -166,7 +166,7 @@ class Cluster(pulumi.ComponentResource):
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=settings.support_type),
             # Unset means the deprecated aws-auth ConfigMap; access entries need API.
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries=access_entries(settings.admin_role_arns, settings.preview_role_arns),
+            access_entries=access_entries(settings.admin_role_arns, settings.preview_role_arns, self._tags),
             vpc_id=args.vpc_id,
             # Control-plane network interfaces go into private subnets only; load balancers find the public
             # subnets by their role tag, not through the cluster.
@@ -199,7 +199,8 @@ class Cluster(pulumi.ComponentResource):
                 "subnet_ids": args.private_subnet_ids,
             },
             # pulumi-eks puts `tags` on the cluster and on the add-ons (VPC CNI, kube-proxy, CoreDNS) and roles it
-            # creates (nodejs/eks/cluster/cluster.ts); `cluster_tags` would reach the cluster only.
+            # creates (nodejs/eks/cluster/cluster.ts); `cluster_tags` would reach the cluster only. Its OIDC
+            # provider and Fargate profile take no tags from it.
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )

@@ -25,7 +25,6 @@ COMPONENT_OF_PARENT = {
     "karpenter": "karpenter",
     "monitoring": "monitoring",
     "model-weights": "weights",
-    "image-cache": "image-cache",
     "load-balancer": "load-balancer",
 }
 

@@ -25,6 +25,9 @@ EKS = "eks:index:Cluster"
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
+TAGS = {"selfhost:stack": "dev", "selfhost:component": "cluster"}
+
+
 def eks_inputs(plan: PlanResult) -> dict:
     (cluster,) = plan.of_type(EKS)
     return cluster.inputs
@@ -34,6 +37,7 @@ def test_admin_access_entries_grant_cluster_admin_at_cluster_scope():
     entries = access_entries(
         ["arn:aws:iam::111122223333:role/platform-admin", "arn:aws-us-gov:iam::444455556666:role/ops/oncall"],
         [],
+        TAGS,
     )
     assert entries == {
         "admin-111122223333-platform-admin": {
@@ -42,6 +46,7 @@ def test_admin_access_entries_grant_cluster_admin_at_cluster_scope():
             "access_policies": {
                 "cluster-admin": {"policy_arn": ADMIN_POLICY, "access_scope": {"type": "cluster"}}
             },
+            "tags": TAGS,
         },
         "admin-444455556666-oncall": {
             "principal_arn": "arn:aws-us-gov:iam::444455556666:role/ops/oncall",
@@ -52,13 +57,14 @@ def test_admin_access_entries_grant_cluster_admin_at_cluster_scope():
                     "access_scope": {"type": "cluster"},
                 }
             },
+            "tags": TAGS,
         },
     }
-    assert access_entries([], []) == {}
+    assert access_entries([], [], TAGS) == {}
 
 
 def test_preview_roles_get_view_access_and_the_preview_group():
-    entries = access_entries([], ["arn:aws:iam::111122223333:role/selfhost-preview"])
+    entries = access_entries([], ["arn:aws:iam::111122223333:role/selfhost-preview"], TAGS)
     assert entries == {
         "preview-111122223333-selfhost-preview": {
             "principal_arn": "arn:aws:iam::111122223333:role/selfhost-preview",
@@ -70,6 +76,7 @@ def test_preview_roles_get_view_access_and_the_preview_group():
                     "access_scope": {"type": "cluster"},
                 }
             },
+            "tags": TAGS,
         }
     }
 
@@ -270,6 +277,7 @@ def test_admins_and_a_private_endpoint_from_config(plan_with: Callable[..., Plan
             "accessPolicies": {
                 "cluster-admin": {"policyArn": ADMIN_POLICY, "accessScope": {"type": "cluster"}}
             },
+            "tags": TAGS,
         }
     }
     assert inputs["endpointPublicAccess"] is False
