@@ -62,7 +62,7 @@ def quota_needs(
     widest = max(launchable, key=lambda each: each.vcpu)
     as_what = (
         f"{widest.name} ({widest.vcpu} vCPUs), the widest type the pool may launch"
-        if widest is not instance
+        if widest.name != instance.name
         else f"{instance.name} ({instance.vcpu} vCPUs)"
     )
     needs = [
