@@ -52,13 +52,19 @@ def certificate(directory: Path, hostname: str) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def start_load_balancer() -> Iterator[Callable[[Path, Path, FakeServer], int]]:
-    """Start TLS terminators in front of fake servers; yields their local ports. All stop after the test."""
+def stack_behind_tls(
+    fake_server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str, bool], int]]:
+    """Put the fake server behind a TLS terminator whose certificate names `certificate_for`, and make the stack
+    `dev` (a fake `pulumi`) point at https://localhost:PORT/v1; `trusted` makes the client trust that
+    certificate as it would trust the ACM one (httpx reads SSL_CERT_FILE). Yields a function returning PORT;
+    the terminators stop after the test."""
     processes: list[subprocess.Popen[str]] = []
 
-    def start(cert: Path, key: Path, server: FakeServer) -> int:
+    def start(certificate_for: str, trusted: bool) -> int:
+        cert, key = certificate(tmp_path, certificate_for)
         process = subprocess.Popen(
-            [sys.executable, str(FAKE_LOAD_BALANCER), str(cert), str(key), str(server.port)],
+            [sys.executable, str(FAKE_LOAD_BALANCER), str(cert), str(key), str(fake_server.port)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -67,7 +73,11 @@ def start_load_balancer() -> Iterator[Callable[[Path, Path, FakeServer], int]]:
         ready = process.stdout.readline().split()
         if len(ready) != 2 or ready[0] != "READY":
             pytest.fail("the fake load balancer did not start")
-        return int(ready[1])
+        port = int(ready[1])
+        use_stack_outputs(tmp_path, monkeypatch, f"https://localhost:{port}/v1")
+        if trusted:
+            monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        return port
 
     yield start
     for process in processes:
@@ -100,17 +110,9 @@ def stack_args() -> argparse.Namespace:
 
 
 def test_the_stacks_https_url_is_used_directly_without_kubectl(
-    fake_server: FakeServer,
-    start_load_balancer: Callable[[Path, Path, FakeServer], int],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    stack_behind_tls: Callable[[str, bool], int], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cert, key = certificate(tmp_path, "localhost")
-    port = start_load_balancer(cert, key, fake_server)
-    use_stack_outputs(tmp_path, monkeypatch, f"https://localhost:{port}/v1")
-    # The client trusts this certificate as it would trust the ACM one: httpx reads SSL_CERT_FILE.
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    port = stack_behind_tls("localhost", True)
     assert shutil.which("kubectl") is None
 
     with open_endpoint(stack_args()) as endpoint:
@@ -128,14 +130,10 @@ def test_the_stacks_https_url_is_used_directly_without_kubectl(
 
 def test_an_untrusted_certificate_is_refused_and_explained(
     fake_server: FakeServer,
-    start_load_balancer: Callable[[Path, Path, FakeServer], int],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    stack_behind_tls: Callable[[str, bool], int],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cert, key = certificate(tmp_path, "localhost")
-    port = start_load_balancer(cert, key, fake_server)
-    use_stack_outputs(tmp_path, monkeypatch, f"https://localhost:{port}/v1")
+    port = stack_behind_tls("localhost", False)
 
     assert main(["smoke", "dev"]) == 1
 
@@ -169,16 +167,9 @@ def test_an_untrusted_certificate_is_refused_and_explained(
 
 
 def test_a_certificate_for_another_name_is_explained(
-    fake_server: FakeServer,
-    start_load_balancer: Callable[[Path, Path, FakeServer], int],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    stack_behind_tls: Callable[[str, bool], int], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cert, key = certificate(tmp_path, "llm.example.com")
-    port = start_load_balancer(cert, key, fake_server)
-    use_stack_outputs(tmp_path, monkeypatch, f"https://localhost:{port}/v1")
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    stack_behind_tls("llm.example.com", True)
 
     assert main(["smoke", "dev"]) == 1
 
