@@ -164,17 +164,22 @@ def test_references_in_the_code_point_at_existing_pages_and_sections():
     assert references > 0
 
 
-def test_the_first_screen_has_the_set_up_commands_in_a_bash_block():
-    head = README.read_text().splitlines()[:25]
+def fenced_blocks(lines: list[str], language: str) -> list[list[str]]:
+    """The lines of each fenced block of `language` (```text, ```bash)."""
     blocks, block = [], None
-    for line in head:
-        if block is None and line.strip() == "```bash":
+    for line in lines:
+        if block is None and line.strip() == f"```{language}":
             block = []
         elif block is not None and line.strip() == "```":
             blocks.append(block)
             block = None
         elif block is not None:
             block.append(line)
+    return blocks
+
+
+def test_the_first_screen_has_the_set_up_commands_in_a_bash_block():
+    blocks = fenced_blocks(README.read_text().splitlines()[:25], "bash")
     commands = [line.split("#", 1)[0].strip() for block in blocks for line in block]
     assert "uv run selfhost plan dev" in commands
     assert "uv run pytest" in commands
@@ -304,20 +309,6 @@ def prose(path: Path) -> str:
     return " ".join(" ".join(line for _, line in prose_lines(path.read_text())).split())
 
 
-def fenced_blocks(path: Path, language: str) -> list[list[str]]:
-    """The lines of each fenced block of `language` (```text, ```bash)."""
-    blocks, block = [], None
-    for line in path.read_text().splitlines():
-        if block is None and line.strip() == f"```{language}":
-            block = []
-        elif block is not None and line.strip() == "```":
-            blocks.append(block)
-            block = None
-        elif block is not None:
-            block.append(line)
-    return blocks
-
-
 def section(path: Path, heading: str) -> list[str]:
     """The lines under a heading, up to the next heading of the same or a higher level."""
     lines = path.read_text().splitlines()
@@ -354,7 +345,9 @@ def gpu_quota_vcpus(report: dict[str, Any]) -> int:
 def test_the_readme_sample_output_is_what_the_plan_prints(reports: dict[str, Any], tmp_path: Path):
     printed = summary(reports["dev"], tmp_path).splitlines()
     samples = [
-        block for block in fenced_blocks(README, "text") if any(SUMMARY_LINE.match(line) for line in block)
+        block
+        for block in fenced_blocks(README.read_text().splitlines(), "text")
+        if any(SUMMARY_LINE.match(line) for line in block)
     ]
     assert len(samples) == 1, "README.md should show one sample of the plan's summary"
     shown = [(match.group(1), line) for line in samples[0] if (match := SUMMARY_LINE.match(line))]
