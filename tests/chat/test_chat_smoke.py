@@ -158,34 +158,40 @@ def test_smoke_says_when_the_port_forward_fails(
     )
 
 
-def test_smoke_says_when_pulumi_cannot_read_the_stack(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("pulumi_says", "code", "sentence"),
+    [
+        # The stack is missing from the backend: a prerequisite, said as the Automation commands say it.
+        (
+            "error: no stack named 'dev' found",
+            2,
+            "Stack dev does not exist in the backend the Pulumi CLI is logged in to (`pulumi whoami -v` shows "
+            "which): create it with `selfhost up dev`, or log in to the backend that holds it.",
+        ),
+        # Any other failure is quoted.
+        (
+            "error: failed to decrypt the state: disk I/O error",
+            1,
+            "Pulumi could not read the outputs of stack 'dev': error: failed to decrypt the state: disk I/O error",
+        ),
+    ],
+)
+def test_smoke_says_why_pulumi_could_not_read_the_stack(
+    pulumi_says: str,
+    code: int,
+    sentence: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    pulumi = "import sys\nprint(\"error: no stack named 'dev' found\", file=sys.stderr)\nsys.exit(255)\n"
-    _install_fake_clis(tmp_path / "bin", pulumi)
+    _install_fake_clis(
+        tmp_path / "bin", f"import sys\nprint({pulumi_says!r}, file=sys.stderr)\nsys.exit(255)\n"
+    )
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
 
-    assert smoke("dev") == 2
+    assert smoke("dev") == code
 
-    assert capsys.readouterr().err.strip() == (
-        "selfhost smoke dev: Stack dev does not exist in the backend the Pulumi CLI is logged in to "
-        "(`pulumi whoami -v` shows which): create it with `selfhost up dev`, or log in to the backend that holds it."
-    )
-
-
-def test_smoke_quotes_pulumi_when_it_fails_for_another_reason(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pulumi = 'import sys\nprint("error: failed to decrypt the state: disk I/O error", file=sys.stderr)\nsys.exit(255)\n'
-    _install_fake_clis(tmp_path / "bin", pulumi)
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-
-    assert smoke("dev") == 1
-
-    assert capsys.readouterr().err.strip() == (
-        "selfhost smoke dev: Pulumi could not read the outputs of stack 'dev': error: failed to decrypt the state: "
-        "disk I/O error"
-    )
+    assert capsys.readouterr().err.strip() == f"selfhost smoke dev: {sentence}"
 
 
 @pytest.mark.parametrize("command", ["chat", "smoke", "bench"])
