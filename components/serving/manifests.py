@@ -38,6 +38,7 @@ from components.autoscaling.values import NAMESPACE as AUTOSCALING_NAMESPACE
 from components.ingress.manifests import READINESS_GATE_LABELS, Backend, LoadBalancerSettings, admitted_peers
 from components.karpenter.nodes import GPU_POOL, GPU_RESOURCE, NODE_POOL_LABEL, gpu_taint_tolerations
 from components.monitoring.values import MONITORING_NAMESPACE
+from components.security_checks import skip_annotations
 from components.serving.budget import (
     DRAIN_SECONDS,
     PRE_STOP_SLEEP_SECONDS,
@@ -426,8 +427,7 @@ def scales_to_zero(settings: ServingSettings) -> bool:
 def security_check_exceptions(settings: ServingSettings) -> dict[str, str]:
     """Kubernetes security checks (checkov) that do not fit an LLM server, each with the reason it stands.
 
-    checkov reads `checkov.io/skipN: CHECK_ID=reason` from the object's annotations and reports the check as
-    skipped with the reason; every other check of the Deployment passes.
+    Every other check of the Deployment passes.
     """
     reasons = {
         "CKV_K8S_11": "no CPU limit: CFS throttling of the tokenizer and scheduler threads only adds latency; the "
@@ -441,14 +441,7 @@ def security_check_exceptions(settings: ServingSettings) -> dict[str, str]:
         "CKV_K8S_40": "UID 2000 is the image's own non-root user (vllm); a UID missing from /etc/passwd breaks "
         "torch's getpass.getuser() at import",
     }
-    if "@sha256:" not in settings.image:
-        reasons["CKV_K8S_43"] = (
-            "pinned by tag; pin a digest with llm:vllmImage repo:tag@sha256:... (docs/configuration.md)"
-        )
-    return {
-        f"checkov.io/skip{index}": f"{check}={reason}"
-        for index, (check, reason) in enumerate(reasons.items(), 1)
-    }
+    return skip_annotations(reasons, settings.image)
 
 
 def service_manifest(settings: ServingSettings) -> dict[str, Any]:
