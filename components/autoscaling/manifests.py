@@ -37,12 +37,14 @@ from components.autoscaling.values import (
 from components.ingress.manifests import READINESS_GATE_LABELS, admitted_peers
 from components.karpenter.nodes import NODE_POOL_LABEL, SYSTEM_POOL
 from components.monitoring.values import MONITORING_NAMESPACE, RELEASE_NAME
+from components.security_checks import IMAGE_DIGEST_CHECK, skip_annotations
 from components.serving.manifests import (
     APP_NAME,
     HTTP_PORT,
-    NAMESPACE_NAME_LABEL,
     ServingSettings,
-    scales_to_zero,
+    client_peers,
+    load_balancer_targets,
+    namespace_peer,
 )
 from stacks.autoscaling import SCALE_DOWN_PERIOD_SECONDS, SCALE_UP_PERIOD_SECONDS, ScalingPolicy
 
@@ -242,28 +244,21 @@ def starting_responder(settings: ServingSettings, policy: ScalingPolicy) -> list
 
 def starting_check_exceptions() -> dict[str, str]:
     """checkov's checks the responder skips, with the reason (see the model server's)."""
-    reasons = {
-        "CKV_K8S_43": "a pinned tag of Docker's official Python image; pin a digest in a fork that mirrors it",
-        "CKV_K8S_15": "imagePullPolicy IfNotPresent: the tag is pinned; Always would ask the registry on every start",
-    }
-    return {
-        f"checkov.io/skip{index}": f"{check}={reason}"
-        for index, (check, reason) in enumerate(reasons.items(), 1)
-    }
-
-
-def _namespace_peer(namespace: str, pods: dict[str, str] | None = None) -> dict[str, Any]:
-    peer: dict[str, Any] = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
-    if pods is not None:
-        peer["podSelector"] = {"matchLabels": pods}
-    return peer
+    return skip_annotations(
+        {
+            IMAGE_DIGEST_CHECK: "a pinned tag of Docker's official Python image; pin a digest in a fork that "
+            "mirrors it",
+            "CKV_K8S_15": "imagePullPolicy IfNotPresent: the tag is pinned; Always would ask the registry on every "
+            "start",
+        }
+    )
 
 
 def namespace_manifest(settings: ServingSettings) -> dict[str, Any]:
     """KEDA's namespace; when the NLB targets the interceptors, their pods turn Ready only once it finds them
     healthy (components/ingress)."""
     metadata: dict[str, Any] = {"name": NAMESPACE}
-    if settings.load_balancer is not None and scales_to_zero(settings):
+    if load_balancer_targets(settings, NAMESPACE):
         metadata["labels"] = READINESS_GATE_LABELS
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
 
@@ -272,10 +267,8 @@ def interceptor_network_policy(settings: ServingSettings) -> dict[str, Any]:
     """Who may reach the interceptors: clients (the model server's client namespaces, Prometheus' for its probes
     and, with a load balancer, its client ranges and its own subnets: it targets the interceptors) on the proxy
     port, and the add-on's scaler on the admin port where it reads request counts."""
-    clients = [
-        _namespace_peer(namespace) for namespace in (MONITORING_NAMESPACE, *settings.client_namespaces)
-    ]
-    if settings.load_balancer is not None:
+    clients = client_peers(settings)
+    if settings.load_balancer is not None and load_balancer_targets(settings, NAMESPACE):
         clients += admitted_peers(settings.load_balancer)
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -287,7 +280,7 @@ def interceptor_network_policy(settings: ServingSettings) -> dict[str, Any]:
             "ingress": [
                 {"from": clients, "ports": [{"protocol": "TCP", "port": INTERCEPTOR_PROXY_PORT}]},
                 {
-                    "from": [_namespace_peer(NAMESPACE, EXTERNAL_SCALER_LABELS)],
+                    "from": [namespace_peer(NAMESPACE, EXTERNAL_SCALER_LABELS)],
                     "ports": [{"protocol": "TCP", "port": INTERCEPTOR_ADMIN_PORT}],
                 },
             ],
@@ -309,7 +302,7 @@ def starting_network_policy(settings: ServingSettings) -> dict[str, Any]:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [_namespace_peer(NAMESPACE, INTERCEPTOR_LABELS)],
+                    "from": [namespace_peer(NAMESPACE, INTERCEPTOR_LABELS)],
                     "ports": [{"protocol": "TCP", "port": STARTING_PORT}],
                 }
             ],

@@ -25,6 +25,7 @@ Facts these builders rely on (checked against upstream, not run here):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from components.autoscaling.values import NAMESPACE as AUTOSCALING_NAMESPACE
 from components.ingress.manifests import READINESS_GATE_LABELS, Backend, LoadBalancerSettings, admitted_peers
 from components.karpenter.nodes import GPU_POOL, GPU_RESOURCE, NODE_POOL_LABEL, gpu_taint_tolerations
 from components.monitoring.values import MONITORING_NAMESPACE
-from components.security_checks import skip_annotations
+from components.security_checks import skip_annotations, vllm_image_digest_reason
 from components.serving.budget import (
     DRAIN_SECONDS,
     PRE_STOP_SLEEP_SECONDS,
@@ -206,8 +207,8 @@ def namespace_manifest(settings: ServingSettings) -> dict[str, Any]:
         "pod-security.kubernetes.io/enforce": "restricted",
         "pod-security.kubernetes.io/warn": "restricted",
     }
-    if settings.load_balancer is not None and not scales_to_zero(settings):
-        # The NLB targets these pods: each turns Ready once the NLB finds it healthy (components/ingress).
+    if load_balancer_targets(settings, settings.namespace):
+        # Each pod turns Ready once the NLB finds it healthy (components/ingress).
         labels |= READINESS_GATE_LABELS
     return {
         "apiVersion": "v1",
@@ -441,7 +442,7 @@ def security_check_exceptions(settings: ServingSettings) -> dict[str, str]:
         "CKV_K8S_40": "UID 2000 is the image's own non-root user (vllm); a UID missing from /etc/passwd breaks "
         "torch's getpass.getuser() at import",
     }
-    return skip_annotations(reasons, settings.image)
+    return skip_annotations({**reasons, **vllm_image_digest_reason(settings.image)})
 
 
 def service_manifest(settings: ServingSettings) -> dict[str, Any]:
@@ -465,6 +466,24 @@ def load_balancer_backend(settings: ServingSettings) -> Backend:
     if scales_to_zero(settings):
         return Backend(AUTOSCALING_NAMESPACE, INTERCEPTOR_LABELS, INTERCEPTOR_PROXY_PORT)
     return Backend(settings.namespace, selector_labels(settings), HTTP_PORT)
+
+
+def load_balancer_targets(settings: ServingSettings, namespace: str) -> bool:
+    """Whether the stack has an NLB and its targets are pods in `namespace`."""
+    return settings.load_balancer is not None and load_balancer_backend(settings).namespace == namespace
+
+
+def namespace_peer(namespace: str, pods: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A NetworkPolicy peer: the pods of `namespace` (those matching `pods`, or all)."""
+    peer: dict[str, Any] = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
+    if pods is not None:
+        peer["podSelector"] = {"matchLabels": dict(pods)}
+    return peer
+
+
+def client_peers(settings: ServingSettings) -> list[dict[str, Any]]:
+    """Who calls the endpoint from inside the cluster: Prometheus' namespace (probes) and llm:clientNamespaces."""
+    return [namespace_peer(namespace) for namespace in (MONITORING_NAMESPACE, *settings.client_namespaces)]
 
 
 def pod_disruption_budget(settings: ServingSettings) -> dict[str, Any] | None:
@@ -492,18 +511,10 @@ def network_policy(settings: ServingSettings) -> dict[str, Any]:
     in components/cluster). Traffic from the pod's own node (kubelet probes) and `kubectl port-forward`, which
     enters through the kubelet, are always allowed. Egress stays open: the model download and DNS need it.
     """
-    sources: list[dict[str, Any]] = [
-        {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
-        for namespace in (MONITORING_NAMESPACE, *settings.client_namespaces)
-    ]
+    sources = client_peers(settings)
     if scales_to_zero(settings):
-        sources.append(
-            {
-                "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: AUTOSCALING_NAMESPACE}},
-                "podSelector": {"matchLabels": INTERCEPTOR_LABELS},
-            }
-        )
-    if settings.load_balancer is not None and not scales_to_zero(settings):
+        sources.append(namespace_peer(AUTOSCALING_NAMESPACE, INTERCEPTOR_LABELS))
+    if settings.load_balancer is not None and load_balancer_targets(settings, settings.namespace):
         sources += admitted_peers(settings.load_balancer)
     return {
         "apiVersion": "networking.k8s.io/v1",

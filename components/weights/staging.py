@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from components.karpenter.nodes import NODE_POOL_LABEL, SYSTEM_POOL
-from components.security_checks import skip_annotations
+from components.security_checks import skip_annotations, vllm_image_digest_reason
 from components.weights.layout import STAGER_SERVICE_ACCOUNT
 from stacks.startup import IMAGE_COMPRESSED_BYTES, STANDARD_PULL_BYTES_PER_SECOND
 
@@ -194,7 +194,7 @@ def security_check_exceptions(image: str) -> dict[str, str]:
         "CKV_K8S_40": "UID 2000 is the vLLM image's own non-root user; a UID missing from /etc/passwd breaks "
         "Python's getpass in the libraries it imports",
     }
-    return skip_annotations(reasons, image)
+    return skip_annotations({**reasons, **vllm_image_digest_reason(image)})
 
 
 def ingress_lockdown(settings: StagingSettings) -> dict[str, Any]:
