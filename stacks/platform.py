@@ -16,7 +16,7 @@ from components.gpu.values import GPU_NAMESPACE
 from components.ingress.component import LoadBalancerController, LoadBalancerControllerArgs
 from components.ingress.manifests import LoadBalancerSettings, load_balancer_settings
 from components.karpenter.component import Karpenter, KarpenterArgs
-from components.karpenter.nodes import NodeSettings, gpu_instance_types
+from components.karpenter.nodes import NodeSettings
 from components.karpenter.values import NAMESPACE as KARPENTER_NAMESPACE
 from components.monitoring.component import Monitoring, MonitoringArgs
 from components.monitoring.values import MONITORING_NAMESPACE
@@ -32,6 +32,7 @@ from components.serving.manifests import (
     weights_prefix,
 )
 from components.weights.component import ModelWeights, ModelWeightsArgs
+from stacks.catalogs.instances import gpu_instance_types
 from stacks.config import PlatformConfig
 
 
@@ -185,13 +186,14 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
         if config.scaling is not None
         else None
     )
+    image = image_cache.image if image_cache is not None else config.llm.vllm_image
     model_server = ModelServer(
         "model-server",
         ModelServerArgs(
             settings=serving,
             provider=cluster.provider,
             weights=weights,
-            image=image_cache.image if image_cache is not None else None,
+            image=image,
             api_key=secret_output(config.llm.api_key),
             hf_token=secret_output(config.llm.hf_token),
             # GPU pods need the NodePools to get a node and the device plugin to see its GPUs (and, through
@@ -258,7 +260,7 @@ def build_platform(config: PlatformConfig, deploying: bool) -> dict[str, Any]:
         "tensor_parallel_size": config.serving.tensor_parallel_size,
         "weights_bucket": weights.bucket_name,
         "model_uri": weights.model_uri,
-        "vllm_image": image_cache.image if image_cache is not None else config.llm.vllm_image,
+        "vllm_image": image,
         "endpoint_service": model_server.endpoint_service,
         "endpoint_port": model_server.endpoint_port,
         "endpoint_url": public_url or model_server.in_cluster_url,

@@ -19,7 +19,7 @@ from stacks.catalogs.instances import (
     SYSTEM_CAPACITY_TYPES,
     SYSTEM_POOL_VCPUS,
     GpuInstance,
-    family_members,
+    gpu_instance_types,
 )
 
 # (instance family prefix, capacity type) -> (quota name, quota code or None)
@@ -58,7 +58,7 @@ def quota_needs(
     system pool at its limit. With the family fallback the pool may launch any of the family's sizes with the
     same GPUs, and its limit counts GPUs only: each node may be the widest of them."""
     gpu_nodes = gpu_limit // instance.gpu_count
-    launchable = [GPU_INSTANCES[name] for name in family_members(instance)] if family_fallback else [instance]
+    launchable = [GPU_INSTANCES[name] for name in gpu_instance_types(instance, family_fallback)]
     widest = max(launchable, key=lambda each: each.vcpu)
     as_what = (
         f"{widest.name} ({widest.vcpu} vCPUs), the widest type the pool may launch"

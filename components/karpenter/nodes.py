@@ -17,8 +17,6 @@ from stacks.catalogs.instances import (
     SYSTEM_INSTANCE_PRICES,
     SYSTEM_POOL_MEMORY_GIB,
     SYSTEM_POOL_VCPUS,
-    GpuInstance,
-    family_members,
 )
 
 Manifest = dict[str, Any]
@@ -69,14 +67,6 @@ class NodeSettings:
     capacity_types: tuple[str, ...]
     # nvidia.com/gpu the GPU pool may hold at once (the serving plan's GPUs plus a spare node's).
     gpu_limit: int
-
-
-def gpu_instance_types(instance: GpuInstance, family_fallback: bool) -> tuple[str, ...]:
-    """The configured type first, then (when allowed) the family's other sizes with the same GPUs."""
-    types = [instance.name]
-    if family_fallback:
-        types += [name for name in family_members(instance) if name != instance.name]
-    return tuple(types)
 
 
 def gpu_taint_tolerations() -> list[dict[str, str]]:

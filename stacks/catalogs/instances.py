@@ -102,6 +102,14 @@ def family_members(instance: GpuInstance) -> tuple[str, ...]:
     )
 
 
+def gpu_instance_types(instance: GpuInstance, family_fallback: bool) -> tuple[str, ...]:
+    """The configured type first, then (when allowed) the family's other sizes with the same GPUs."""
+    types = [instance.name]
+    if family_fallback:
+        types += [name for name in family_members(instance) if name != instance.name]
+    return tuple(types)
+
+
 # General-purpose types for the system node pool (Prometheus, Grafana, kube-state-metrics): 2 vCPU / 8 GiB,
 # current generations, us-west-2 Linux on-demand $/h from the same skypilot-catalog vms.csv.
 SYSTEM_INSTANCE_PRICES: Mapping[str, float] = {

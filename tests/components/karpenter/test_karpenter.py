@@ -22,13 +22,12 @@ from components.karpenter.iam import (
     ControllerScope,
     interruption_queue_policy,
 )
-from components.karpenter.nodes import gpu_instance_types
 from components.karpenter.values import CHART, CRD_CHART, KARPENTER_VERSION
 from components.karpenter.values import NAMESPACE as KARPENTER_NAMESPACE
 from selfhost.plan.command import HELM_RELEASE
 from selfhost.plan.mocks import ACCOUNT_ID, OIDC_ISSUER, REGION
 from selfhost.plan.runner import PlanResult, RecordedResource, run_program, stack_config
-from stacks.catalogs.instances import GPU_INSTANCES, SYSTEM_INSTANCE_PRICES
+from stacks.catalogs.instances import GPU_INSTANCES, SYSTEM_INSTANCE_PRICES, gpu_instance_types
 from stacks.platform import node_settings
 from tests.conformance.helm_values import reference_chart, reference_values, unknown_value_paths
 
