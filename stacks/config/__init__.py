@@ -29,7 +29,6 @@ from stacks.autoscaling import (
     TLS_HOLD_LIMIT_SECONDS,
     TLS_LISTENER_IDLE_SECONDS,
     ScalingPolicy,
-    default_hold_seconds,
     scaling_policy,
 )
 from stacks.catalogs.eks_versions import support_status
@@ -174,6 +173,7 @@ def load_config(
     model, instance, serving, warnings = resolved
     startup = startup_budget(instance, weights_bytes(model), parsed["llm"].image_cached)
     behind_tls = _behind_tls(parsed["llm"], parsed["autoscaling"])
+    scaling = scaling_policy(parsed["autoscaling"], serving, startup, behind_tls)
     return PlatformConfig(
         stack=stack,
         **parsed,
@@ -181,13 +181,13 @@ def load_config(
         instance=instance,
         serving=serving,
         startup=startup,
-        scaling=scaling_policy(parsed["autoscaling"], serving, startup, behind_tls),
+        scaling=scaling,
         warnings=(
             *namespace_warnings,
             *_cluster_warnings(parsed["cluster"], context.today),
             *warnings,
             *_artifact_warnings(parsed["llm"]),
-            *_short_hold_warnings(parsed["autoscaling"], startup, behind_tls),
+            *_short_hold_warnings(scaling, startup, behind_tls),
         ),
     )
 
@@ -217,11 +217,12 @@ def _hold_beyond_tls_limit(llm: LlmSettings, autoscaling: AutoscalingSettings) -
 
 
 def _short_hold_warnings(
-    autoscaling: AutoscalingSettings, startup: StartupBudget, behind_tls: bool
+    scaling: ScalingPolicy | None, startup: StartupBudget, behind_tls: bool
 ) -> list[str]:
-    hold = autoscaling.hold_seconds or default_hold_seconds(startup, behind_tls)
-    if not (behind_tls and autoscaling.scale_to_zero and hold < startup.total_seconds):
+    # behind_tls implies scale to zero (_behind_tls): requests are held at the interceptor.
+    if scaling is None or not behind_tls or scaling.hold_seconds >= startup.total_seconds:
         return []
+    hold = scaling.hold_seconds
     return [
         f"a request through the load balancer's TLS listener is held at most {hold} s for a replica (the NLB closes "
         f"TLS connections idle for {TLS_LISTENER_IDLE_SECONDS} s), less than the {startup.total_seconds} s a "

@@ -72,13 +72,13 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 # ECR reads pull-through cache credentials only from Secrets Manager secrets whose name starts with
 # `ecr-pullthroughcache/` (AWS ECR user guide, "Creating a pull through cache rule").
 PULL_THROUGH_SECRET_ARN = re.compile(
-    r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:ecr-pullthroughcache/[\w/+=.@-]+$"
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache/[\w/+=.@-]+$"
 )
 # A Hugging Face revision: a branch, a tag or a commit hash (no "..", which S3 keys and URLs would resolve).
 MODEL_REVISION = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 # An ACM certificate's ARN; its region is where a load balancer may use it (ACM certificates are regional).
-CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:(?P<region>[a-z0-9-]+):\d{12}:certificate/[0-9a-f-]{36}$")
+CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 # A fully qualified DNS name: lower-case labels of letters, digits and '-', at least two, 253 characters at most.
 HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 # Every region AWS has, as pulumi-aws lists it (pulumi_aws.Region, generated from the provider's schema).
