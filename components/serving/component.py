@@ -50,7 +50,6 @@ from components.weights.staging import (
     script_configmap,
     service_account,
     staging_job,
-    staging_seconds,
 )
 from stacks.autoscaling import ScalingPolicy
 
@@ -78,8 +77,8 @@ class ModelServerArgs:
     provider: k8s.Provider
     # The bucket the model revision is staged into, and the IRSA roles that read and write it.
     weights: ModelWeights
-    # The vLLM image as the stack's ECR pull-through cache serves it; None: the configured image as is.
-    image: pulumi.Input[str] | None = None
+    # The vLLM image: llm:vllmImage, or the same through the stack's ECR pull-through cache.
+    image: pulumi.Input[str]
     # The API key clients must send (a Pulumi secret); None: one is generated.
     api_key: pulumi.Output[str] | None = None
     # The Hugging Face token for gated models (a Pulumi secret).
@@ -121,11 +120,10 @@ class ModelServer(pulumi.ComponentResource):
         )
         self.api_key = pulumi.Output.secret(self._api_key())
         credentials = self._credentials()
-        image = args.image if args.image is not None else settings.image
-        staged = self._staging(credentials, image)
+        staged = self._staging(credentials, args.image)
         reader = self._service_account(SERVER_SERVICE_ACCOUNT, args.weights.reader_role_arn)
         self.deployment = self._deployment(
-            ModelSource(uri=args.weights.model_uri, image=image), [credentials, reader, staged]
+            ModelSource(uri=args.weights.model_uri, image=args.image), [credentials, reader, staged]
         )
         service = service_manifest(settings)
         self.service = k8s.core.v1.Service(
@@ -223,7 +221,7 @@ class ModelServer(pulumi.ComponentResource):
             opts=self._in_namespace,
         )
         manifest = staging_job(staging, self._args.weights.bucket_name)
-        limit = staging_seconds(staging.weights_bytes)
+        limit = manifest["spec"]["activeDeadlineSeconds"]
         return k8s.batch.v1.Job(
             f"{self._name}-stage-weights",
             metadata=manifest["metadata"],

@@ -89,7 +89,6 @@ class ServingSettings:
     replicas: int
     replicas_per_node: int
     nodes: int
-    weights_gib: float
     weights_bytes: float
     model_revision: str
     region: str
@@ -130,7 +129,6 @@ def serving_settings(
         replicas=plan.replicas,
         replicas_per_node=plan.replicas_per_node,
         nodes=plan.nodes,
-        weights_gib=plan.weights_gib,
         weights_bytes=weights_bytes(model),
         model_revision=llm.model_revision,
         region=region,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +74,25 @@ def service_account(namespace: str, name: str, role_arn: Any, labels: dict[str, 
     }
 
 
+@cache
+def script() -> str:
+    """The staging program, read once: the ConfigMap holds it and the Job's name hashes it."""
+    return SCRIPT.read_text()
+
+
 def script_configmap(settings: StagingSettings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": SCRIPT_CONFIGMAP, "namespace": settings.namespace, "labels": settings.labels},
-        "data": {SCRIPT_NAME: SCRIPT.read_text()},
+        "data": {SCRIPT_NAME: script()},
     }
 
 
 def job_name(settings: StagingSettings) -> str:
     """`stage-weights-<hash>` of what the Job copies, with which program and image."""
     identity = "\n".join(
-        (settings.model_id, settings.revision, settings.prefix, settings.configured_image, SCRIPT.read_text())
+        (settings.model_id, settings.revision, settings.prefix, settings.configured_image, script())
     )
     return f"stage-weights-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 

@@ -312,6 +312,7 @@ def serve(config: PlatformConfig) -> dict[str, Any]:
             settings=settings,
             provider=provider,
             weights=weights,
+            image=settings.image,
             api_key=secret_output(config.llm.api_key),
             hf_token=secret_output(config.llm.hf_token),
         ),
