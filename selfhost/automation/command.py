@@ -34,8 +34,8 @@ from selfhost.automation.summary import (
     changed_anything,
     engine_event_json,
     failure_markdown,
+    mandatory_violations,
     not_deployed_markdown,
-    policy_violations,
     preview_markdown,
     strip_ansi,
 )
@@ -49,7 +49,6 @@ from selfhost.prerequisites import (
     missing_tool,
     pulumi_prerequisite,
     report,
-    stack_not_in_backend,
 )
 from stacks.config import ConfigError, load_config
 
@@ -160,7 +159,7 @@ def explain_failure(
     """One sentence on what to do after the engine failed, from the error's type, its output and the
     operation's engine events (a mandatory policy violation is named with its rule and resource), and the
     exit code: 2 when what was missing stopped it before anything ran, 1 when something ran and failed."""
-    stopped_by = [violation for violation in policy_violations(events) if violation.mandatory]
+    stopped_by = mandatory_violations(events)
     if stopped_by:
         more = f" (and {len(stopped_by) - 1} more: see the summary)" if len(stopped_by) > 1 else ""
         return f"the policy pack stopped the {operation}: {stopped_by[0].sentence()}{more}", EXIT_FAILED
@@ -170,8 +169,6 @@ def explain_failure(
             f"the lock with `pulumi cancel --stack {stack}`, run `selfhost refresh {stack}` and try again.",
             EXIT_PREREQUISITE,
         )
-    if isinstance(error, StackNotFoundError):
-        return stack_not_in_backend(stack), EXIT_PREREQUISITE
     missing = pulumi_prerequisite(str(error), stack)
     if missing is not None:
         # Credentials can also expire halfway through an update: then something ran.

@@ -142,6 +142,11 @@ def changed_anything(events: Iterable[Mapping[str, Any]]) -> bool:
     )
 
 
+def mandatory_violations(events: Iterable[Mapping[str, Any]]) -> list[PolicyViolation]:
+    """The violations that stop an update: those of mandatory policies."""
+    return [violation for violation in policy_violations(events) if violation.mandatory]
+
+
 def change_counts(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Counts by operation, plus `same`: the engine's summary when it sent one, else counted from the steps."""
     events = list(events)
@@ -257,7 +262,7 @@ def failure_markdown(
     stack: str, operation: str, sentence: str, events: Iterable[Mapping[str, Any]] = ()
 ) -> str:
     """A failed operation: why, and each mandatory policy violation that stopped it."""
-    stopped_by = [violation for violation in policy_violations(events) if violation.mandatory]
+    stopped_by = mandatory_violations(events)
     lines = [f"### Pulumi {operation} of stack `{stack}`", "", f"**Failed.** {sentence}"]
     if stopped_by:
         lines += ["", "Stopped by the policy pack:", "", *(f"- {_cell(v.sentence())}" for v in stopped_by)]

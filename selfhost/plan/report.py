@@ -11,11 +11,11 @@ from typing import Any
 from components.serving.budget import SPOT_NOTICE_SECONDS, termination_grace_seconds
 from selfhost.plan.runner import PROJECT_DIR, PlanResult
 from stacks.cost import (
+    HOURS_PER_MONTH,
     PRICE_REGION,
     cost_items,
     idle_usd_per_hour,
     nat_usd_avoided_per_cold_start,
-    peak_usd_per_hour,
     total_usd_per_hour,
 )
 from stacks.platform import endpoint_load_balancer
@@ -42,6 +42,7 @@ def source_commit(project_dir: Path) -> str | None:
 def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     config = result.config
     items = cost_items(config)
+    total = total_usd_per_hour(items)
     counts = Counter(resource.type for resource in result.resources)
     return {
         "stack": result.stack,
@@ -60,11 +61,12 @@ def build_report(result: PlanResult, project_dir: Path = PROJECT_DIR) -> dict[st
             "image_source": "ecr-pull-through-cache" if config.llm.image_cached else "docker-hub",
         },
         "cost": {
-            "total_usd_per_hour": round(total_usd_per_hour(items), 4),
-            "total_usd_per_month": round(total_usd_per_hour(items) * 730, 2),
+            "total_usd_per_hour": round(total, 4),
+            "total_usd_per_month": round(total * HOURS_PER_MONTH, 2),
             "nat_usd_avoided_per_cold_start": round(nat_usd_avoided_per_cold_start(config), 2),
             "idle_usd_per_hour": round(idle_usd_per_hour(config), 4),
-            "peak_usd_per_hour": round(peak_usd_per_hour(config), 4),
+            # The items are the stack at its most replicas (stacks/cost.py peak_usd_per_hour).
+            "peak_usd_per_hour": round(total, 4),
             "items": [
                 {"name": item.name, "usd_per_hour": round(item.usd_per_hour, 4), "detail": item.detail}
                 for item in items

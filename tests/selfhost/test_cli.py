@@ -13,6 +13,7 @@ import pytest
 
 from selfhost import clients
 from selfhost.cli import COMMANDS, build_parser, main
+from tests.chat.fake_server_process import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # What `selfhost plan` must not load: the chat page, the HTTP clients and the Automation API commands.
@@ -85,9 +86,7 @@ def test_chat_says_a_taken_port_is_taken_before_printing_a_url(capsys):
 
 def test_chat_prints_its_url_only_once_the_page_answers_there(monkeypatch):
     gradio = pytest.importorskip("gradio", reason="the chat page is an optional extra (uv sync --extra chat)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     answered_when_printed: list[bool] = []
 
     class Terminal(io.StringIO):
