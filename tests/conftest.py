@@ -62,12 +62,17 @@ def public_endpoint_plan(plan_with: Callable[..., PlanResult]) -> PlanResult:
 def plan_with() -> Callable[..., PlanResult]:
     """Plan the dev stack with some keys overridden (fully qualified, as text or YAML values).
 
-    Session-scoped (it holds no state) so that module-scoped fixtures can plan variants with it too."""
+    Session-scoped, so that module-scoped fixtures can plan variants with it too; a config planned once is
+    planned once per session, whichever test asks (tests read plans, none changes one)."""
+    planned: dict[tuple[str, tuple[tuple[str, str], ...]], PlanResult] = {}
 
     def plan(overrides: Mapping[str, object], stack: str = "dev") -> PlanResult:
         config, secret_keys = stack_config(stack)
         for key, value in overrides.items():
             config[key] = value if isinstance(value, str) else json.dumps(value)
-        return run_program(stack, config, secret_keys)
+        key = (stack, tuple(sorted(config.items())))
+        if key not in planned:
+            planned[key] = run_program(stack, config, secret_keys)
+        return planned[key]
 
     return plan
