@@ -31,8 +31,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from selfhost.plan.runner import stack_config
 from selfhost.prerequisites import config_errors, report
+from selfhost.stack_file import stack_config
 from stacks.config import ConfigError, load_config
 from stacks.simulation import SimulationError, SimulationInputs, SimulationResult, simulate, simulation_inputs
 

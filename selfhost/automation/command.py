@@ -40,7 +40,6 @@ from selfhost.automation.summary import (
     strip_ansi,
 )
 from selfhost.clients import smoke
-from selfhost.plan.runner import PROJECT_DIR, SECRET, stack_config
 from selfhost.prerequisites import (
     EXIT_FAILED,
     EXIT_PREREQUISITE,
@@ -50,6 +49,7 @@ from selfhost.prerequisites import (
     pulumi_prerequisite,
     report,
 )
+from selfhost.stack_file import PROJECT_DIR, SECRET, stack_config
 from stacks.config import ConfigError, load_config
 
 SMOKE_RETRY_SECONDS = 30

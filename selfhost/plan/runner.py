@@ -8,7 +8,6 @@ parent and inputs, and the outputs that later resources read come from `selfhost
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
 from pulumi.runtime.settings import SETTINGS
@@ -24,13 +22,11 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from selfhost.plan.mocks import PlanMocks
-from selfhost.prerequisites import missing_stack_file
+from selfhost.stack_file import PROJECT_DIR, SECRET, stack_config
 from stacks.config import PlatformConfig, config_from_pulumi
 from stacks.platform import build_platform
 
 PROJECT = "self-hosted-llm"
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-SECRET = "[secret]"
 
 
 @dataclass(frozen=True)
@@ -102,36 +98,6 @@ def recorded_value(value: Any, secret: bool = False) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-def _as_config_text(value: Any) -> str:
-    """Stack files hold YAML values; Pulumi hands programs strings (JSON for lists and maps)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
-
-
-def stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str, str], list[str]]:
-    """Merge Pulumi.yaml values and Pulumi.<stack>.yaml; secure values become the marker."""
-    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
-    stack_file = project_dir / f"Pulumi.{stack}.yaml"
-    if not stack_file.exists():
-        raise FileNotFoundError(missing_stack_file(stack_file))
-    stack_values = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
-    merged: dict[str, str] = {}
-    secret_keys: list[str] = []
-    for key, declaration in (project.get("config") or {}).items():
-        if isinstance(declaration, dict) and "value" in declaration:
-            merged[key] = _as_config_text(declaration["value"])
-    for key, value in stack_values.items():
-        if isinstance(value, dict) and "secure" in value:
-            merged[key] = SECRET
-            secret_keys.append(key)
-        else:
-            merged[key] = _as_config_text(value)
-    return merged, secret_keys
 
 
 def run_program(

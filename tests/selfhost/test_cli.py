@@ -42,6 +42,12 @@ def test_plan_loads_neither_the_chat_client_nor_the_automation_commands():
     assert loaded == []
 
 
+def test_commands_that_only_read_config_load_no_component():
+    # simulate, and the offline checks of preview and up, read the stack's files, not the program.
+    watched = ("selfhost.plan.runner", "stacks.platform", "components")
+    assert modules_loaded_by("import selfhost.simulate, selfhost.automation.command", watched) == []
+
+
 def test_top_level_help_loads_no_command():
     assert modules_loaded_by("from selfhost.cli import build_parser\nbuild_parser(None)") == []
 
