@@ -59,6 +59,14 @@ def public_endpoint_plan(plan_with: Callable[..., PlanResult]) -> PlanResult:
 
 
 @pytest.fixture(scope="session")
+def plans(
+    dev_plan: PlanResult, prod_plan: PlanResult, public_endpoint_plan: PlanResult
+) -> dict[str, PlanResult]:
+    """The variants the conformance tests check: the two shipped stacks and dev with a public endpoint."""
+    return {"dev": dev_plan, "prod": prod_plan, "public-endpoint": public_endpoint_plan}
+
+
+@pytest.fixture(scope="session")
 def plan_with() -> Callable[..., PlanResult]:
     """Plan the dev stack with some keys overridden (fully qualified, as text or YAML values).
 

@@ -9,3 +9,7 @@ PUBLIC_ENDPOINT = {
     "llm:endpointHostname": "llm.example.com",
     "llm:loadBalancerSourceRanges": '["203.0.113.0/24"]',
 }
+# A Secrets Manager secret with Docker Hub credentials for the ECR pull-through cache (llm:dockerHubCredentialsArn).
+DOCKER_HUB_CREDENTIALS = (
+    "arn:aws:secretsmanager:us-west-2:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf"
+)

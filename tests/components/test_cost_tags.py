@@ -13,10 +13,9 @@ import pytest
 
 from components.cost_tags import STACK_TAG, cost_tags
 from selfhost.plan.runner import PlanResult, RecordedResource
+from tests.variants import DOCKER_HUB_CREDENTIALS
 
 COMPONENT_TAG = "selfhost:component"
-# Docker Hub credentials for the pull-through cache (llm:dockerHubCredentialsArn), so the image cache is planned.
-CREDENTIALS = "arn:aws:secretsmanager:us-west-2:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf"
 EKS = "eks:index:Cluster"
 # The `selfhost:component` value of each component's AWS resources, by the component's resource name.
 COMPONENT_OF_PARENT = {
@@ -52,7 +51,7 @@ def taggable(plan: PlanResult) -> list[RecordedResource]:
 
 @pytest.fixture(scope="module")
 def image_cache_plan(plan_with: Callable[..., PlanResult]) -> PlanResult:
-    return plan_with({"llm:dockerHubCredentialsArn": CREDENTIALS})
+    return plan_with({"llm:dockerHubCredentialsArn": DOCKER_HUB_CREDENTIALS})
 
 
 PLANS = ["dev_plan", "prod_plan", "public_endpoint_plan", "image_cache_plan"]

@@ -72,13 +72,6 @@ def accepted_paths(chart: str) -> dict[str, str]:
     return {**FREE_FORM.get(chart, {}), **SUBCHART_KEYS.get(chart, {})}
 
 
-@pytest.fixture(scope="module")
-def plans(
-    dev_plan: PlanResult, prod_plan: PlanResult, public_endpoint_plan: PlanResult
-) -> dict[str, PlanResult]:
-    return {"dev": dev_plan, "prod": prod_plan, "public-endpoint": public_endpoint_plan}
-
-
 def test_the_plans_install_the_charts_checked_here(plans: dict[str, PlanResult]):
     for variant in ("dev", "prod"):
         assert set(REFERENCE_DIRS) - {"aws-load-balancer-controller"} <= set(releases(plans[variant]))

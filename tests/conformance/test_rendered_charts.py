@@ -49,13 +49,6 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def plans(
-    dev_plan: PlanResult, prod_plan: PlanResult, public_endpoint_plan: PlanResult
-) -> dict[str, PlanResult]:
-    return {"dev": dev_plan, "prod": prod_plan, "public-endpoint": public_endpoint_plan}
-
-
-@pytest.fixture(scope="module")
 def rendered(
     plans: dict[str, PlanResult], helm: Path, charts: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:

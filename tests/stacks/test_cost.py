@@ -9,7 +9,7 @@ from stacks.cost import (
     peak_usd_per_hour,
     total_usd_per_hour,
 )
-from tests.variants import PUBLIC_ENDPOINT
+from tests.variants import DOCKER_HUB_CREDENTIALS, PUBLIC_ENDPOINT
 
 
 def items_of(stack: str) -> dict[str, float]:
@@ -63,11 +63,8 @@ def test_idle_and_peak_follow_the_scaling_range():
     assert idle_usd_per_hour(prod) == pytest.approx(2.09865, abs=1e-4)
 
 
-CREDENTIALS = "arn:aws:secretsmanager:us-west-2:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf"
-
-
 def test_the_image_cache_costs_its_storage_and_saves_nat_data_per_cold_start():
-    raw = {**stack_config("dev")[0], "llm:dockerHubCredentialsArn": CREDENTIALS}
+    raw = {**stack_config("dev")[0], "llm:dockerHubCredentialsArn": DOCKER_HUB_CREDENTIALS}
     config = load_config(raw, "dev")
     items = {item.name: item.usd_per_hour for item in cost_items(config)}
     # 12.64 GB in ECR at $0.10 per GB-month: 1.264 / 730 = $0.001732/h.

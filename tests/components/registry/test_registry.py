@@ -9,9 +9,9 @@ import pytest
 
 from components.registry.layout import cache_prefix, cached_image, docker_hub_repository, node_pull_policy
 from selfhost.plan.mocks import ACCOUNT_ID
+from tests.variants import DOCKER_HUB_CREDENTIALS
 
 HOST = f"{ACCOUNT_ID}.dkr.ecr.us-west-2.amazonaws.com"
-CREDENTIALS = "arn:aws:secretsmanager:us-west-2:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf"
 DIGEST = "sha256:" + "0" * 64
 
 
@@ -64,12 +64,12 @@ def test_without_credentials_the_image_comes_from_docker_hub(dev_plan):
 
 
 def test_with_credentials_the_model_server_and_the_staging_job_pull_through_the_cache(plan_with):
-    plan = plan_with({"llm:dockerHubCredentialsArn": CREDENTIALS})
+    plan = plan_with({"llm:dockerHubCredentialsArn": DOCKER_HUB_CREDENTIALS})
     [rule] = plan.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
     assert rule.inputs == {
         "ecrRepositoryPrefix": "llm-dev-docker-hub",
         "upstreamRegistryUrl": "registry-1.docker.io",
-        "credentialArn": CREDENTIALS,
+        "credentialArn": DOCKER_HUB_CREDENTIALS,
     }
     expected = f"{HOST}/llm-dev-docker-hub/vllm/vllm-openai:v0.33.0"
     deployment = plan.named("model-server-deployment")
@@ -88,8 +88,10 @@ def test_credentials_must_be_a_pull_through_secret_in_the_stacks_region(plan_wit
     from stacks.config import ConfigError
 
     with pytest.raises(ConfigError) as error:
-        plan_with({"llm:dockerHubCredentialsArn": CREDENTIALS.replace("us-west-2", "eu-west-1")})
+        plan_with({"llm:dockerHubCredentialsArn": DOCKER_HUB_CREDENTIALS.replace("us-west-2", "eu-west-1")})
     [message] = error.value.errors
     assert message.startswith("llm:dockerHubCredentialsArn:") and "us-west-2" in message
     with pytest.raises(ConfigError, match="ecr-pullthroughcache/"):
-        plan_with({"llm:dockerHubCredentialsArn": CREDENTIALS.replace("ecr-pullthroughcache/", "")})
+        plan_with(
+            {"llm:dockerHubCredentialsArn": DOCKER_HUB_CREDENTIALS.replace("ecr-pullthroughcache/", "")}
+        )
